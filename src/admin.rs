@@ -1,0 +1,165 @@
+//! The admin listener: `GET /metrics` (Prometheus text), `GET /healthz` and
+//! `GET /admin/breakers` (every upstream's backends with their breaker state). It runs as its
+//! own Pingora service, on its own port, so scrapes never compete with proxied traffic.
+
+use std::{sync::Arc, time::Instant};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use http::{Response, StatusCode, header};
+use pingora::{apps::http_app::ServeHttp, protocols::http::ServerSession};
+use serde::Serialize;
+
+use crate::{
+    metrics,
+    proxy::State,
+    upstream::breaker::{BreakerSnapshot, Transition},
+};
+
+pub struct Admin {
+    state: Arc<ArcSwap<State>>,
+}
+
+impl Admin {
+    pub fn new(state: Arc<ArcSwap<State>>) -> Self {
+        Admin { state }
+    }
+
+    /// The response for a method and path; separate from the socket for unit tests.
+    pub fn respond(
+        &self,
+        method: &http::Method,
+        path: &str,
+    ) -> (StatusCode, &'static str, Vec<u8>) {
+        const JSON: &str = "application/json";
+        if method != http::Method::GET && method != http::Method::HEAD {
+            return (
+                StatusCode::METHOD_NOT_ALLOWED,
+                JSON,
+                br#"{"error":"method not allowed"}"#.to_vec(),
+            );
+        }
+        match path {
+            "/metrics" => (
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                metrics::render(),
+            ),
+            "/healthz" => (StatusCode::OK, JSON, br#"{"status":"ok"}"#.to_vec()),
+            "/admin/breakers" => {
+                let report = breakers_report(&self.state.load(), Instant::now());
+                (
+                    StatusCode::OK,
+                    JSON,
+                    serde_json::to_vec_pretty(&report).unwrap_or_default(),
+                )
+            }
+            _ => (
+                StatusCode::NOT_FOUND,
+                JSON,
+                br#"{"error":"not found"}"#.to_vec(),
+            ),
+        }
+    }
+}
+
+#[async_trait]
+impl ServeHttp for Admin {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let header = session.req_header();
+        let (status, content_type, body) = self.respond(&header.method, header.uri.path());
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(content_type),
+        );
+        let length = response.body().len();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, header::HeaderValue::from(length));
+        response
+    }
+}
+
+#[derive(Serialize)]
+pub struct BreakersReport {
+    pub upstreams: Vec<UpstreamReport>,
+}
+
+#[derive(Serialize)]
+pub struct UpstreamReport {
+    pub name: String,
+    pub breaker: String,
+    pub backends: Vec<BackendReport>,
+}
+
+#[derive(Serialize)]
+pub struct BackendReport {
+    pub backend: String,
+    pub state: &'static str,
+    pub calls: u32,
+    pub failures: u32,
+    pub slow_calls: u32,
+    pub failure_rate: f64,
+    pub consecutive_failures: u32,
+    pub seconds_until_half_open: Option<f64>,
+    pub open_for_seconds: f64,
+    pub last_transition: Option<TransitionReport>,
+}
+
+#[derive(Serialize)]
+pub struct TransitionReport {
+    pub from: &'static str,
+    pub to: &'static str,
+    pub reason: String,
+    pub at: String,
+    pub seconds_ago: f64,
+}
+
+pub fn breakers_report(state: &State, now: Instant) -> BreakersReport {
+    BreakersReport {
+        upstreams: state
+            .upstreams
+            .iter()
+            .map(|upstream| UpstreamReport {
+                name: upstream.name.to_string(),
+                breaker: upstream.breaker_name.to_string(),
+                backends: upstream
+                    .backends
+                    .iter()
+                    .map(|b| backend_report(&b.label, &b.breaker.snapshot(now), now))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn backend_report(label: &str, s: &BreakerSnapshot, now: Instant) -> BackendReport {
+    BackendReport {
+        backend: label.to_owned(),
+        state: s.state.as_str(),
+        calls: s.calls,
+        failures: s.failures,
+        slow_calls: s.slow_calls,
+        failure_rate: s.failure_rate,
+        consecutive_failures: s.consecutive_failures,
+        seconds_until_half_open: s.until_half_open.map(|d| d.as_secs_f64()),
+        open_for_seconds: s.open_for.as_secs_f64(),
+        last_transition: s
+            .last_transition
+            .as_ref()
+            .map(|t| transition_report(t, now)),
+    }
+}
+
+fn transition_report(t: &Transition, now: Instant) -> TransitionReport {
+    TransitionReport {
+        from: t.from.as_str(),
+        to: t.to.as_str(),
+        reason: t.reason.to_string(),
+        at: humantime::format_rfc3339_millis(t.at_wall).to_string(),
+        seconds_ago: now.saturating_duration_since(t.at).as_secs_f64(),
+    }
+}

@@ -1,0 +1,489 @@
+//! Validation and compilation of the file shape into runtime types. All checks run, and
+//! every problem is returned, each tied to the YAML path it is about.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    net::{SocketAddr, ToSocketAddrs},
+    sync::Arc,
+    time::Duration,
+};
+
+use http::Method;
+
+use super::{
+    AdminSettings, BackendSpec, Config, ConfigError, RouteSpec, ServerSettings, StatusSet,
+    UpstreamSpec,
+    file::{BreakerConfig, GatewayConfig, RouteConfig, UpstreamConfig},
+    source_map::SourceMap,
+};
+use crate::upstream::breaker::BreakerPolicy;
+
+/// Upper bounds that catch typos (an extra zero) rather than encode real limits.
+const MAX_THREADS: i64 = 1024;
+const MAX_CONNECT_RETRIES: i64 = 16;
+const MAX_PROBES: i64 = 10_000;
+
+struct Problems<'a> {
+    map: &'a SourceMap,
+    errors: Vec<ConfigError>,
+}
+
+impl Problems<'_> {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        let path = path.into();
+        self.errors.push(ConfigError {
+            line: self.map.line(&path),
+            path,
+            message: message.into(),
+        });
+    }
+}
+
+pub(super) fn compile(shape: GatewayConfig, map: &SourceMap) -> Result<Config, Vec<ConfigError>> {
+    let mut problems = Problems {
+        map,
+        errors: Vec::new(),
+    };
+
+    let listen = socket_addr(&mut problems, "server.listen", &shape.server.listen);
+    let threads = shape.server.threads;
+    if !(1..=MAX_THREADS).contains(&threads) {
+        problems.add(
+            "server.threads",
+            format!("must be between 1 and {MAX_THREADS}, got {threads}"),
+        );
+    }
+    let admin_listen = socket_addr(&mut problems, "admin.listen", &shape.admin.listen);
+    if let (Some(a), Some(b)) = (listen, admin_listen) {
+        if a.port() == b.port()
+            && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+        {
+            problems.add(
+                "admin.listen",
+                format!("{b} collides with server.listen {a}"),
+            );
+        }
+    }
+
+    let mut policies: BTreeMap<String, (Arc<BreakerPolicy>, StatusSet)> = BTreeMap::new();
+    if !shape.breakers.contains_key("default") {
+        let builtin = BreakerConfig::default();
+        if let Some(compiled) = breaker(&mut problems, "breakers.default", &builtin) {
+            policies.insert("default".to_owned(), compiled);
+        }
+    }
+    for (name, config) in &shape.breakers {
+        if let Some(compiled) = breaker(&mut problems, &format!("breakers.{name}"), config) {
+            policies.insert(name.clone(), compiled);
+        }
+    }
+
+    if shape.upstreams.is_empty() {
+        problems.add("upstreams", "at least one upstream is required");
+    }
+    let mut upstreams = Vec::new();
+    for (name, config) in &shape.upstreams {
+        let path = format!("upstreams.{name}");
+        let declared = shape.breakers.contains_key(&config.breaker) || config.breaker == "default";
+        if !declared {
+            problems.add(
+                format!("{path}.breaker"),
+                format!("unknown breaker {:?}", config.breaker),
+            );
+        }
+        let policy = policies.get(&config.breaker).cloned();
+        if let Some(spec) = upstream(&mut problems, &path, name, config, policy) {
+            upstreams.push(spec);
+        }
+    }
+
+    if shape.routes.is_empty() {
+        problems.add("routes", "at least one route is required");
+    }
+    let mut routes: Vec<RouteSpec> = Vec::new();
+    for (index, config) in shape.routes.iter().enumerate() {
+        let path = format!("routes[{index}]");
+        let upstream = shape
+            .upstreams
+            .keys()
+            .position(|name| *name == config.upstream);
+        if upstream.is_none() {
+            problems.add(
+                format!("{path}.upstream"),
+                format!("unknown upstream {:?}", config.upstream),
+            );
+        }
+        let route = route(&mut problems, &path, config, upstream.unwrap_or_default());
+        if let Some(route) = route {
+            if let Some(earlier) = routes.iter().position(|r| shadows(r, &route)) {
+                problems.add(
+                    path.clone(),
+                    format!(
+                        "unreachable: routes[{earlier}] already matches every request for {} {}",
+                        route
+                            .methods
+                            .as_deref()
+                            .map_or("any method".to_owned(), method_list),
+                        route.path
+                    ),
+                );
+            }
+            routes.push(route);
+        }
+    }
+    let mut ids = HashSet::new();
+    for (index, route) in routes.iter().enumerate() {
+        if !ids.insert(route.id.clone()) {
+            problems.add(
+                format!("routes[{index}].name"),
+                format!("duplicate route name {:?}", route.id),
+            );
+        }
+    }
+
+    if !problems.errors.is_empty() {
+        return Err(problems.errors);
+    }
+    let (Some(listen), Some(admin_listen)) = (listen, admin_listen) else {
+        return Err(problems.errors);
+    };
+    Ok(Config {
+        server: ServerSettings {
+            listen,
+            threads: usize::try_from(threads).unwrap_or(1),
+            grace_period: shape.server.grace_period.0,
+        },
+        admin: AdminSettings {
+            listen: admin_listen,
+        },
+        upstreams,
+        routes,
+    })
+}
+
+fn socket_addr(problems: &mut Problems<'_>, path: &str, text: &str) -> Option<SocketAddr> {
+    match text.trim().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.add(
+                path,
+                format!("invalid listen address {text:?}; expected ip:port such as 0.0.0.0:8888"),
+            );
+            None
+        }
+    }
+}
+
+fn positive_duration(problems: &mut Problems<'_>, path: String, value: Duration) -> Duration {
+    if value.is_zero() {
+        problems.add(path, "must be greater than zero");
+    }
+    value
+}
+
+fn breaker(
+    problems: &mut Problems<'_>,
+    path: &str,
+    config: &BreakerConfig,
+) -> Option<(Arc<BreakerPolicy>, StatusSet)> {
+    let before = problems.errors.len();
+    let consecutive_failures = config.consecutive_failures.into_option();
+    if let Some(n) = consecutive_failures {
+        if n < 1 || n > i64::from(u32::MAX) {
+            problems.add(
+                format!("{path}.consecutive_failures"),
+                format!("must be at least 1 (or `off`), got {n}"),
+            );
+        }
+    }
+    let rate = |problems: &mut Problems<'_>, key: &str, value: Option<f64>| {
+        if let Some(rate) = value {
+            if !(rate > 0.0 && rate <= 1.0) {
+                problems.add(
+                    format!("{path}.{key}"),
+                    format!(
+                        "must be above 0% and at most 100% (or `off`), got {}%",
+                        rate * 100.0
+                    ),
+                );
+            }
+        }
+        value
+    };
+    let failure_rate = rate(
+        problems,
+        "failure_rate",
+        config.failure_rate.into_option().map(|p| p.0),
+    );
+    let slow_call_rate = rate(
+        problems,
+        "slow_call_rate",
+        config.slow_call_rate.into_option().map(|p| p.0),
+    );
+    if config.minimum_calls < 1 || config.minimum_calls > i64::from(u32::MAX) {
+        problems.add(
+            format!("{path}.minimum_calls"),
+            format!("must be at least 1, got {}", config.minimum_calls),
+        );
+    }
+    let window = positive_duration(problems, format!("{path}.window"), config.window.0);
+    let slow_call_duration = positive_duration(
+        problems,
+        format!("{path}.slow_call_duration"),
+        config.slow_call_duration.0,
+    );
+    let open_for = positive_duration(problems, format!("{path}.open_for"), config.open_for.0);
+    let max_open_for = config.max_open_for.0;
+    if max_open_for < open_for {
+        problems.add(
+            format!("{path}.max_open_for"),
+            format!(
+                "must be at least open_for ({}), got {}",
+                config.open_for, config.max_open_for
+            ),
+        );
+    }
+    if !(1..=MAX_PROBES).contains(&config.half_open_probes) {
+        problems.add(
+            format!("{path}.half_open_probes"),
+            format!(
+                "must be between 1 and {MAX_PROBES}, got {}",
+                config.half_open_probes
+            ),
+        );
+    }
+    let mut statuses = StatusSet::default();
+    for (index, status) in config.failure_statuses.iter().enumerate() {
+        match u16::try_from(*status) {
+            Ok(status @ 100..=599) => statuses.insert(status),
+            _ => problems.add(
+                format!("{path}.failure_statuses[{index}]"),
+                format!("{status} is not an HTTP status (100-599)"),
+            ),
+        }
+    }
+    if consecutive_failures.is_none() && failure_rate.is_none() && slow_call_rate.is_none() {
+        problems.add(
+            path,
+            "this breaker can never trip: consecutive_failures, failure_rate and slow_call_rate are all off",
+        );
+    }
+    if problems.errors.len() > before {
+        return None;
+    }
+    let policy = BreakerPolicy {
+        consecutive_failures: consecutive_failures.and_then(|n| u32::try_from(n).ok()),
+        failure_rate,
+        minimum_calls: u32::try_from(config.minimum_calls).unwrap_or(u32::MAX),
+        window,
+        slow_call_duration,
+        slow_call_rate,
+        open_for,
+        max_open_for,
+        half_open_probes: u32::try_from(config.half_open_probes).unwrap_or(1),
+    };
+    Some((Arc::new(policy), statuses))
+}
+
+/// `breaker` is None when the policy it names is missing or invalid (already reported).
+fn upstream(
+    problems: &mut Problems<'_>,
+    path: &str,
+    name: &str,
+    config: &UpstreamConfig,
+    breaker: Option<(Arc<BreakerPolicy>, StatusSet)>,
+) -> Option<UpstreamSpec> {
+    let before = problems.errors.len();
+    if config.backends.is_empty() {
+        problems.add(
+            format!("{path}.backends"),
+            "at least one backend is required",
+        );
+    }
+    let mut backends: Vec<BackendSpec> = Vec::new();
+    for (index, text) in config.backends.iter().enumerate() {
+        let item = format!("{path}.backends[{index}]");
+        let Some(addr) = resolve(problems, &item, text) else {
+            continue;
+        };
+        if backends.iter().any(|b| b.addr == addr) {
+            problems.add(item, format!("{text:?} is listed twice"));
+            continue;
+        }
+        backends.push(BackendSpec {
+            label: Arc::from(text.trim()),
+            addr,
+        });
+    }
+    let connect_timeout = positive_duration(
+        problems,
+        format!("{path}.connect_timeout"),
+        config.connect_timeout.0,
+    );
+    let read_timeout = positive_duration(
+        problems,
+        format!("{path}.read_timeout"),
+        config.read_timeout.0,
+    );
+    let write_timeout = positive_duration(
+        problems,
+        format!("{path}.write_timeout"),
+        config.write_timeout.0,
+    );
+    let idle_timeout = config.idle_timeout.0;
+    if !(0..=MAX_CONNECT_RETRIES).contains(&config.connect_retries) {
+        problems.add(
+            format!("{path}.connect_retries"),
+            format!(
+                "must be between 0 and {MAX_CONNECT_RETRIES}, got {}",
+                config.connect_retries
+            ),
+        );
+    }
+    if problems.errors.len() > before {
+        return None;
+    }
+    let (policy, failure_statuses) = breaker?;
+    Some(UpstreamSpec {
+        name: Arc::from(name),
+        backends,
+        connect_timeout,
+        read_timeout,
+        write_timeout,
+        idle_timeout,
+        breaker: Arc::from(config.breaker.as_str()),
+        policy,
+        failure_statuses,
+        connect_retries: u32::try_from(config.connect_retries).unwrap_or(0),
+    })
+}
+
+/// Backend addresses are resolved here, once, so the request path never blocks on DNS.
+fn resolve(problems: &mut Problems<'_>, path: &str, text: &str) -> Option<SocketAddr> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        problems.add(
+            path,
+            format!("invalid backend address {text:?}; expected host:port"),
+        );
+        return None;
+    };
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        problems.add(
+            path,
+            format!("invalid backend address {text:?}; expected host:port"),
+        );
+        return None;
+    }
+    match text.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(addr)) => Some(addr),
+        Ok(None) => {
+            problems.add(path, format!("{host:?} resolves to no address"));
+            None
+        }
+        Err(e) => {
+            problems.add(path, format!("cannot resolve {host:?}: {e}"));
+            None
+        }
+    }
+}
+
+fn route(
+    problems: &mut Problems<'_>,
+    path: &str,
+    config: &RouteConfig,
+    upstream: usize,
+) -> Option<RouteSpec> {
+    let before = problems.errors.len();
+    let prefix = config.path.trim();
+    if let Err(reason) = check_route_path(prefix) {
+        problems.add(
+            format!("{path}.path"),
+            format!("invalid path {prefix:?}: {reason}"),
+        );
+    }
+    let methods = config.methods.as_ref().map(|names| {
+        if names.is_empty() {
+            problems.add(
+                format!("{path}.methods"),
+                "an empty list matches nothing; omit the key to allow every method",
+            );
+        }
+        let mut methods: Vec<Method> = Vec::new();
+        for (index, name) in names.iter().enumerate() {
+            let upper = name.trim().to_ascii_uppercase();
+            match Method::from_bytes(upper.as_bytes()) {
+                Ok(method) if !methods.contains(&method) => methods.push(method),
+                Ok(_) => problems.add(
+                    format!("{path}.methods[{index}]"),
+                    format!("{name:?} is listed twice"),
+                ),
+                Err(_) => problems.add(
+                    format!("{path}.methods[{index}]"),
+                    format!("invalid method {name:?}"),
+                ),
+            }
+        }
+        methods
+    });
+    if problems.errors.len() > before {
+        return None;
+    }
+    let id = match (&config.name, &methods) {
+        (Some(name), _) => name.clone(),
+        (None, Some(methods)) => format!("{} {prefix}", method_list(methods)),
+        (None, None) => prefix.to_owned(),
+    };
+    Some(RouteSpec {
+        id: Arc::from(id),
+        path: prefix.to_owned(),
+        methods,
+        upstream,
+        auth: config.auth,
+    })
+}
+
+fn method_list(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn check_route_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("must start with /");
+    }
+    if path.len() > 1 && path.ends_with('/') {
+        return Err("must not end with / (prefixes match by whole segments)");
+    }
+    if path.contains(['?', '#', '%', '\\'])
+        || path.chars().any(|c| c.is_ascii_control() || c == ' ')
+    {
+        return Err("must be a plain path without query, fragment, escapes or spaces");
+    }
+    if path
+        .split('/')
+        .skip(1)
+        .any(|s| s.is_empty() && path != "/" || s == "." || s == "..")
+    {
+        return Err("must not contain empty, . or .. segments");
+    }
+    Ok(())
+}
+
+/// `earlier` takes every request `later` could match: same path and a superset of methods.
+fn shadows(earlier: &RouteSpec, later: &RouteSpec) -> bool {
+    if earlier.path != later.path {
+        return false;
+    }
+    match (&earlier.methods, &later.methods) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
+    }
+}

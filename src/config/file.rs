@@ -1,0 +1,231 @@
+//! The shape of `gateway.yaml`, exactly as written by people. Every field's `///` doc is the
+//! reference for that key (mirrored in `docs/configuration.md`). Nothing here is used on the
+//! request path: `super::compile` turns it into runtime types once.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::units::{HumanDuration, Percent, Switch};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// The proxy listener and its runtime.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The admin listener (metrics, health, breaker state).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Named upstream services, each a pool of backend addresses.
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Named circuit-breaker policies. `default` is built in and may be overridden.
+    #[serde(default)]
+    pub breakers: BTreeMap<String, BreakerConfig>,
+    /// The route table; see `docs/configuration.md` for matching rules.
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the proxy listens on. Default `0.0.0.0:8888`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Worker threads of the proxy service. Default 2.
+    #[serde(default = "default_threads")]
+    pub threads: i64,
+    /// On SIGTERM, how long in-flight requests get to finish. Default 5s.
+    #[serde(default = "default_grace_period")]
+    pub grace_period: HumanDuration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            threads: default_threads(),
+            grace_period: default_grace_period(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of the admin listener. Default `127.0.0.1:9091`.
+    #[serde(default = "default_admin_listen")]
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: default_admin_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// `host:port` of each backend; names are resolved once, at load.
+    pub backends: Vec<String>,
+    /// Time allowed to establish a TCP connection. Default 1s.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Longest wait for each read from the backend (headers or a body chunk). Default 5s.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: HumanDuration,
+    /// Longest wait for each write to the backend. Default 5s.
+    #[serde(default = "default_read_timeout")]
+    pub write_timeout: HumanDuration,
+    /// How long an idle pooled connection is kept. Default 60s.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: HumanDuration,
+    /// Name of the breaker policy guarding each backend. Default `default`.
+    #[serde(default = "default_breaker")]
+    pub breaker: String,
+    /// How many other backends a request may try after a connection failure. Default 1.
+    #[serde(default = "default_connect_retries")]
+    pub connect_retries: i64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Trip after this many failures in a row; `off` disables. Default 5.
+    #[serde(default = "default_consecutive_failures")]
+    pub consecutive_failures: Switch<i64>,
+    /// Trip when this share of the window's calls failed; `off` disables. Default 50%.
+    #[serde(default = "default_failure_rate")]
+    pub failure_rate: Switch<Percent>,
+    /// Rates are judged only once the window holds this many calls. Default 10.
+    #[serde(default = "default_minimum_calls")]
+    pub minimum_calls: i64,
+    /// Length of the sliding window the rates are computed over. Default 30s.
+    #[serde(default = "default_window")]
+    pub window: HumanDuration,
+    /// A call slower than this (to the response header) is slow. Default 2s.
+    #[serde(default = "default_slow_call_duration")]
+    pub slow_call_duration: HumanDuration,
+    /// Trip when this share of the window's calls was slow; `off` disables. Default 100%.
+    #[serde(default = "default_slow_call_rate")]
+    pub slow_call_rate: Switch<Percent>,
+    /// First open period. Default 10s.
+    #[serde(default = "default_open_for")]
+    pub open_for: HumanDuration,
+    /// The open period doubles on each re-trip from half-open, up to this. Default 5m.
+    #[serde(default = "default_max_open_for")]
+    pub max_open_for: HumanDuration,
+    /// Trial calls admitted when half-open; all must succeed to close. Default 3.
+    #[serde(default = "default_half_open_probes")]
+    pub half_open_probes: i64,
+    /// Upstream statuses that count as failures. Default [500, 502, 503, 504].
+    #[serde(default = "default_failure_statuses")]
+    pub failure_statuses: Vec<i64>,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            consecutive_failures: default_consecutive_failures(),
+            failure_rate: default_failure_rate(),
+            minimum_calls: default_minimum_calls(),
+            window: default_window(),
+            slow_call_duration: default_slow_call_duration(),
+            slow_call_rate: default_slow_call_rate(),
+            open_for: default_open_for(),
+            max_open_for: default_max_open_for(),
+            half_open_probes: default_half_open_probes(),
+            failure_statuses: default_failure_statuses(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name used in metrics and logs. Default: the path, prefixed by the methods when they
+    /// are filtered (`POST /user`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Path prefix, matched by whole segments (`/user` matches `/user/search`, not `/users`).
+    pub path: String,
+    /// Methods this route accepts; absent means all.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Name of the upstream that serves it.
+    pub upstream: String,
+    /// `required` (default) or `none`: whether the route needs the client's credentials.
+    #[serde(default)]
+    pub auth: AuthMode,
+}
+
+/// Whether a route needs credentials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    #[default]
+    Required,
+    None,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8888".to_owned()
+}
+fn default_threads() -> i64 {
+    2
+}
+fn default_grace_period() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
+fn default_admin_listen() -> String {
+    "127.0.0.1:9091".to_owned()
+}
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1))
+}
+fn default_read_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
+fn default_idle_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
+}
+fn default_breaker() -> String {
+    "default".to_owned()
+}
+fn default_connect_retries() -> i64 {
+    1
+}
+fn default_consecutive_failures() -> Switch<i64> {
+    Switch::On(5)
+}
+fn default_failure_rate() -> Switch<Percent> {
+    Switch::On(Percent(0.5))
+}
+fn default_minimum_calls() -> i64 {
+    10
+}
+fn default_window() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+fn default_slow_call_duration() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(2))
+}
+fn default_slow_call_rate() -> Switch<Percent> {
+    Switch::On(Percent(1.0))
+}
+fn default_open_for() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(10))
+}
+fn default_max_open_for() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(300))
+}
+fn default_half_open_probes() -> i64 {
+    3
+}
+fn default_failure_statuses() -> Vec<i64> {
+    vec![500, 502, 503, 504]
+}

@@ -1,0 +1,192 @@
+//! Configuration: `gateway.yaml` is read ([`file`]), checked as a whole, and compiled into
+//! the runtime types below. Every problem is collected and reported with its YAML path and
+//! line, so `gateway check` shows all mistakes at once. The request path only ever sees the
+//! compiled [`Config`]; it never parses a config string.
+
+mod compile;
+pub mod file;
+mod source_map;
+mod units;
+
+use std::{fmt, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+
+use http::Method;
+
+pub use file::AuthMode;
+
+use crate::upstream::breaker::BreakerPolicy;
+
+/// The compiled, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerSettings,
+    pub admin: AdminSettings,
+    pub upstreams: Vec<UpstreamSpec>,
+    pub routes: Vec<RouteSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub threads: usize,
+    pub grace_period: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSpec {
+    /// The config id; also the `upstream` metric label.
+    pub name: Arc<str>,
+    pub backends: Vec<BackendSpec>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub breaker: Arc<str>,
+    pub policy: Arc<BreakerPolicy>,
+    pub failure_statuses: StatusSet,
+    pub connect_retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// The address as written in the file; the `backend` metric label.
+    pub label: Arc<str>,
+    /// Resolved once, at load.
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSpec {
+    /// Stable name for metrics and logs: `name` from the file, or the path and methods.
+    pub id: Arc<str>,
+    pub path: String,
+    pub methods: Option<Vec<Method>>,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    pub auth: AuthMode,
+}
+
+/// The set of HTTP statuses an upstream's breaker counts as failures.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct StatusSet {
+    bits: [u64; 10],
+}
+
+impl StatusSet {
+    pub fn insert(&mut self, status: u16) {
+        if let Some(word) = self.bits.get_mut(usize::from(status / 64)) {
+            *word |= 1 << (status % 64);
+        }
+    }
+
+    pub fn contains(&self, status: u16) -> bool {
+        self.bits
+            .get(usize::from(status / 64))
+            .is_some_and(|word| word & (1 << (status % 64)) != 0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        (100..600).filter(|s| self.contains(*s))
+    }
+}
+
+impl fmt::Debug for StatusSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+/// One problem in the file, located by YAML path and line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(line) = self.line {
+            write!(f, "{line}: ")?;
+        }
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem found in one file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors {
+    pub file: String,
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.errors.len();
+        writeln!(
+            f,
+            "{}: {count} problem{}",
+            self.file,
+            if count == 1 { "" } else { "s" }
+        )?;
+        for error in &self.errors {
+            writeln!(f, "  {}:{error}", self.file)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Read, validate and compile a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+            file: file.clone(),
+            errors: vec![ConfigError {
+                path: String::new(),
+                line: None,
+                message: format!("cannot read the file: {e}"),
+            }],
+        })?;
+        Config::parse(&text).map_err(|errors| ConfigErrors { file, errors })
+    }
+
+    /// Validate and compile config text.
+    pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+        let shape: file::GatewayConfig = serde_yaml::from_str(text).map_err(|e| {
+            vec![ConfigError {
+                path: String::new(),
+                line: e.location().map(|l| l.line()),
+                message: strip_location(&e.to_string()),
+            }]
+        })?;
+        compile::compile(shape, &source_map::SourceMap::parse(text))
+    }
+
+    /// Find an upstream by its config id.
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamSpec> {
+        self.upstreams.iter().find(|u| &*u.name == name)
+    }
+}
+
+/// serde_yaml puts " at line L column C" into its messages; the line is reported separately.
+fn strip_location(message: &str) -> String {
+    let Some(start) = message.find(" at line ") else {
+        return message.to_owned();
+    };
+    let rest = &message[start + " at line ".len()..];
+    let digits = |s: &str| s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let mut end = digits(rest);
+    if let Some(column) = rest[end..].strip_prefix(" column ") {
+        end += " column ".len() + digits(column);
+    }
+    format!("{}{}", &message[..start], &rest[end..])
+}

@@ -1,0 +1,153 @@
+//! Value types of the config file that are friendlier than raw numbers: durations such as
+//! `10s` or `250ms`, rates such as `50%`, and thresholds that can be switched `off`.
+
+use std::{fmt, time::Duration};
+
+use serde::{Deserialize, Deserializer, de};
+
+/// A duration written the human way: `500ms`, `10s`, `5m`, `1h 30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(text.trim())
+            .map(HumanDuration)
+            .map_err(|e| {
+                de::Error::custom(format!(
+                    "invalid duration {text:?} ({e}); write it like 500ms, 10s or 5m"
+                ))
+            })
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+/// A share written as a percentage, `50%` or `12.5%`, held as a fraction (0.5, 0.125).
+/// Range checks belong to validation, which knows the key's meaning.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Percent(pub f64);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct PercentVisitor;
+        impl de::Visitor<'_> for PercentVisitor {
+            type Value = Percent;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a percentage like 50%")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Percent, E> {
+                parse_percent(text).map(Percent).ok_or_else(|| {
+                    E::custom(format!(
+                        "invalid rate {text:?}; write it as a percentage like 50%"
+                    ))
+                })
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Percent, E> {
+                Err(E::custom(format!(
+                    "invalid rate {value}; write it as a percentage like 50%"
+                )))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Percent, E> {
+                self.visit_f64(value as f64)
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Percent, E> {
+                self.visit_f64(value as f64)
+            }
+        }
+        deserializer.deserialize_any(PercentVisitor)
+    }
+}
+
+fn parse_percent(text: &str) -> Option<f64> {
+    let number = text.trim().strip_suffix('%')?.trim_end();
+    let value: f64 = number.parse().ok()?;
+    value.is_finite().then_some(value / 100.0)
+}
+
+/// A trip threshold that may be disabled with `off`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Switch<T> {
+    Off,
+    On(T),
+}
+
+impl<T> Switch<T> {
+    pub fn into_option(self) -> Option<T> {
+        match self {
+            Switch::Off => None,
+            Switch::On(value) => Some(value),
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Switch<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw<T> {
+            Value(T),
+            Word(String),
+        }
+        match Raw::<T>::deserialize(deserializer)? {
+            Raw::Value(value) => Ok(Switch::On(value)),
+            Raw::Word(word) if word.trim() == "off" => Ok(Switch::Off),
+            Raw::Word(word) => Err(de::Error::custom(format!(
+                "invalid value {word:?}; expected a threshold or `off`"
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Doc {
+        d: HumanDuration,
+        p: Percent,
+        n: Switch<i64>,
+        r: Switch<Percent>,
+    }
+
+    fn doc(yaml: &str) -> Result<Doc, serde_yaml::Error> {
+        serde_yaml::from_str(yaml)
+    }
+
+    #[test]
+    fn parses_human_units() {
+        let d = doc("{ d: 1m 30s, p: 12.5%, n: 5, r: off }").unwrap();
+        assert_eq!(d.d.0, Duration::from_secs(90));
+        assert_eq!(d.p.0, 0.125);
+        assert_eq!(d.n, Switch::On(5));
+        assert_eq!(d.r, Switch::Off);
+        let d = doc("{ d: 250ms, p: 100%, n: off, r: 50% }").unwrap();
+        assert_eq!(d.d.0, Duration::from_millis(250));
+        assert_eq!(d.r, Switch::On(Percent(0.5)));
+    }
+
+    #[test]
+    fn rejects_malformed_units_with_the_offending_text() {
+        let e = doc("{ d: 10 seconds please, p: 1%, n: 1, r: off }")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("invalid duration"), "{e}");
+        let e = doc("{ d: 1s, p: 0.5, n: 1, r: off }")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("percentage"), "{e}");
+        let e = doc("{ d: 1s, p: 5%, n: sometimes, r: off }")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("off"), "{e}");
+    }
+}

@@ -1,0 +1,18 @@
+//! A resilient, config-driven API gateway on Pingora.
+//!
+//! The module tree is the architecture: [`config`] turns `gateway.yaml` into runtime types,
+//! [`router`] picks a route, [`upstream`] owns backends and their circuit breakers,
+//! [`proxy`] is the thin `ProxyHttp` that wires them into Pingora's hooks, [`admin`] serves
+//! metrics and breaker state, [`metrics`] declares every metric, and [`server`] assembles
+//! it all for `main` and the tests. See `docs/architecture.md`.
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod upstream;
+
+pub use config::Config;
+pub use server::{GatewayServer, StartError};

@@ -1,0 +1,140 @@
+//! Every metric the gateway exports, declared once, in the default Prometheus registry that
+//! the admin listener serves. Labels come from config ids (route, upstream, backend) and
+//! bounded vocabularies (method, status, outcome, state) only: never a raw path, a client
+//! address, a login or a token. Documented in `docs/metrics.md`.
+
+use std::sync::LazyLock;
+
+use http::Method;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets for a proxy: fine below a millisecond, coarse past a second.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The registry the admin listener renders. Metrics register here rather than in
+/// `prometheus::default_registry()` so that embedding applications keep theirs separate.
+pub static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::new);
+
+fn register<M: prometheus::core::Collector + Clone + 'static>(metric: M) -> M {
+    // Registration fails only for a duplicate name, which these statics rule out; a
+    // metric that somehow could not be registered still counts, it is just not exported.
+    let _ = REGISTRY.register(Box::new(metric.clone()));
+    metric
+}
+
+fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    match IntCounterVec::new(Opts::new(name, help), labels) {
+        Ok(metric) => register(metric),
+        Err(e) => unreachable_metric(name, e),
+    }
+}
+
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    match IntGaugeVec::new(Opts::new(name, help), labels) {
+        Ok(metric) => register(metric),
+        Err(e) => unreachable_metric(name, e),
+    }
+}
+
+#[allow(clippy::panic)]
+fn unreachable_metric(name: &str, e: prometheus::Error) -> ! {
+    // Only a malformed static name or label list gets here: a programming error caught by
+    // the first test that touches the metric.
+    panic!("metric {name} is malformed: {e}")
+}
+
+pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_requests_total",
+        "Requests answered by the gateway, by route, method and status.",
+        &["route", "method", "status"],
+    )
+});
+
+pub static REQUEST_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    let opts = HistogramOpts::new(
+        "gateway_request_duration_seconds",
+        "Time from request arrival to the end of the response, by route.",
+    )
+    .buckets(LATENCY_BUCKETS.to_vec());
+    match HistogramVec::new(opts, &["route"]) {
+        Ok(metric) => register(metric),
+        Err(e) => unreachable_metric("gateway_request_duration_seconds", e),
+    }
+});
+
+pub static UPSTREAM_ATTEMPTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_upstream_attempts_total",
+        "Attempts to call a backend, by outcome as the breaker saw it.",
+        &["upstream", "backend", "outcome"],
+    )
+});
+
+pub static BREAKER_STATE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "gateway_breaker_state",
+        "Circuit breaker state per backend: 0 closed, 1 open, 2 half-open.",
+        &["upstream", "backend"],
+    )
+});
+
+pub static BREAKER_TRANSITIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_breaker_transitions_total",
+        "Circuit breaker state changes per backend.",
+        &["upstream", "backend", "from", "to"],
+    )
+});
+
+pub static BREAKER_REJECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_breaker_rejections_total",
+        "Requests answered 503 at once because no backend of the upstream was admitted.",
+        &["upstream"],
+    )
+});
+
+/// Methods outside the standard set share one label value, keeping cardinality bounded.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "OTHER",
+    }
+}
+
+/// Status codes as label values without allocating.
+pub fn status_label(status: u16) -> &'static str {
+    static LABELS: LazyLock<Vec<String>> =
+        LazyLock::new(|| (0..600).map(|s| s.to_string()).collect());
+    LABELS
+        .get(usize::from(status))
+        .map_or("other", String::as_str)
+}
+
+/// The text exposition of every gateway metric.
+pub fn render() -> Vec<u8> {
+    // Touch the lazies so that a scrape before the first request still lists every family.
+    LazyLock::force(&REQUESTS);
+    LazyLock::force(&REQUEST_DURATION);
+    LazyLock::force(&UPSTREAM_ATTEMPTS);
+    LazyLock::force(&BREAKER_STATE);
+    LazyLock::force(&BREAKER_TRANSITIONS);
+    LazyLock::force(&BREAKER_REJECTIONS);
+    let mut buffer = Vec::new();
+    // Encoding into a Vec cannot fail for well-formed families.
+    let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buffer);
+    buffer
+}

@@ -1,0 +1,69 @@
+//! Per-request state carried between hooks. Plain owned data: no locks, nothing shared.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use super::{State, problem::Problem};
+use crate::{
+    router::Route,
+    upstream::{Selected, Upstream, breaker::FailureKind},
+};
+
+/// One call to one backend, open until its outcome is settled with the breaker.
+#[derive(Debug)]
+pub struct Attempt {
+    pub selected: Selected,
+    pub started: Instant,
+    /// Time to the response header: what "slow" is judged on.
+    pub header_after: Option<Duration>,
+    /// Set when the response header already marked a failure (a failure status).
+    pub failure: Option<FailureKind>,
+}
+
+impl Attempt {
+    pub fn new(selected: Selected, started: Instant) -> Self {
+        Attempt {
+            selected,
+            started,
+            header_after: None,
+            failure: None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct RequestCtx {
+    pub started: Instant,
+    pub request_id: String,
+    /// The config snapshot this request runs under, taken in `request_filter`.
+    pub state: Option<Arc<State>>,
+    pub route: Option<Route>,
+    /// Backends tried so far, one bit per backend index.
+    pub tried: u64,
+    pub attempts: u32,
+    pub attempt: Option<Attempt>,
+    /// A response decided in a hook that cannot write one (`upstream_peer`).
+    pub problem: Option<Problem>,
+}
+
+impl RequestCtx {
+    pub fn new(started: Instant) -> Self {
+        RequestCtx {
+            started,
+            request_id: String::new(),
+            state: None,
+            route: None,
+            tried: 0,
+            attempts: 0,
+            attempt: None,
+            problem: None,
+        }
+    }
+
+    pub fn upstream(&self) -> Option<Arc<Upstream>> {
+        let state = self.state.as_ref()?;
+        state.upstreams.get(self.route.as_ref()?.upstream).cloned()
+    }
+}

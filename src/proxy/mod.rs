@@ -1,0 +1,363 @@
+//! The Pingora `ProxyHttp` implementation. Each hook is a short table of contents over the
+//! plain types that hold the logic: [`Router`] picks the route in `request_filter`,
+//! [`Upstream::select`] runs the breakers in `upstream_peer`, and every attempt's outcome is
+//! settled exactly once (`fail_to_connect`, `error_while_proxy` or `logging`).
+
+mod context;
+pub mod problem;
+mod request_id;
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::{
+    Error, ErrorType, Result, http::RequestHeader, http::ResponseHeader, upstreams::peer::HttpPeer,
+};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use tracing::{debug, warn};
+
+pub use self::context::RequestCtx;
+use self::{context::Attempt, problem::Problem};
+use crate::{
+    config::Config,
+    metrics,
+    router::{RouteError, Router},
+    upstream::{
+        Upstream,
+        breaker::{CallOutcome, FailureKind},
+        classify,
+    },
+};
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Identity headers only the gateway may set; a client's copies are dropped.
+const IDENTITY_HEADERS: [&str; 2] = ["x-user-id", "x-user-login"];
+
+/// Everything a request needs from the config, swapped whole when the config changes so
+/// that a request runs start to end under the one it began with.
+#[derive(Debug)]
+pub struct State {
+    pub router: Router,
+    pub upstreams: Vec<Arc<Upstream>>,
+}
+
+impl State {
+    pub fn new(config: &Config, origin: Instant) -> Self {
+        State {
+            router: Router::new(&config.routes),
+            upstreams: config
+                .upstreams
+                .iter()
+                .map(|spec| Arc::new(Upstream::new(spec, origin)))
+                .collect(),
+        }
+    }
+}
+
+/// The gateway's `ProxyHttp`.
+pub struct Gateway {
+    state: Arc<ArcSwap<State>>,
+}
+
+impl Gateway {
+    pub fn new(state: Arc<ArcSwap<State>>) -> Self {
+        Gateway { state }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx::new(Instant::now())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let state = self.state.load_full();
+        ctx.request_id = request_id::from_request(session.req_header());
+        let header = session.req_header();
+        let route = match state.router.route(&header.method, header.uri.path()) {
+            Ok(route) => route,
+            Err(error) => {
+                let problem = match error {
+                    RouteError::UnsafePath(reason) => Problem::bad_path(reason),
+                    RouteError::NotFound => Problem::not_found(),
+                    RouteError::MethodNotAllowed { allow } => Problem::method_not_allowed(allow),
+                };
+                problem.write(session, &ctx.request_id).await?;
+                return Ok(true);
+            }
+        };
+        ctx.route = Some(route.clone());
+        let upstream = state.upstreams.get(route.upstream).cloned();
+        ctx.state = Some(state);
+        let Some(upstream) = upstream else {
+            return Err(Error::explain(
+                ErrorType::InternalError,
+                "route names no upstream",
+            ));
+        };
+        // Refuse here rather than in upstream_peer when nothing can be admitted: an early
+        // response keeps the client's connection alive, an upstream_peer error closes it.
+        if let Err(unavailable) = upstream.check_available(Instant::now()) {
+            reject(&upstream, unavailable.retry_after)
+                .write(session, &ctx.request_id)
+                .await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
+        let upstream = ctx.upstream().ok_or_else(no_route)?;
+        let now = Instant::now();
+        match upstream.select(ctx.tried, now) {
+            Ok(selected) => {
+                ctx.tried |= 1 << selected.backend;
+                ctx.attempts += 1;
+                ctx.attempt = Some(Attempt::new(selected, now));
+                let peer = upstream.peer(selected.backend).ok_or_else(no_route)?;
+                Ok(Box::new(peer.clone()))
+            }
+            Err(unavailable) => {
+                ctx.problem = Some(reject(&upstream, unavailable.retry_after));
+                Err(Error::explain(
+                    ErrorType::HTTPStatus(503),
+                    "no backend admitted by its circuit breaker",
+                ))
+            }
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        for name in IDENTITY_HEADERS {
+            upstream_request.remove_header(name);
+        }
+        upstream_request.insert_header(REQUEST_ID, &ctx.request_id)?;
+        if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+            let forwarded = match upstream_request.headers.get("x-forwarded-for") {
+                Some(prior) => format!("{}, {}", prior.to_str().unwrap_or_default(), client.ip()),
+                None => client.ip().to_string(),
+            };
+            upstream_request.insert_header("x-forwarded-for", forwarded)?;
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        let status = upstream_response.status.as_u16();
+        let failure_statuses = ctx.upstream().map(|u| u.failure_statuses.contains(status));
+        if let Some(attempt) = ctx.attempt.as_mut() {
+            attempt.header_after = Some(attempt.started.elapsed());
+            if failure_statuses == Some(true) {
+                attempt.failure = Some(FailureKind::Status(status));
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        response.insert_header(REQUEST_ID, &ctx.request_id)?;
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let kind = classify::failure_kind(&e).unwrap_or(FailureKind::ConnectFailed);
+        settle_failure(ctx, kind);
+        // Nothing reached the backend, so any method may go to another one.
+        let retry = ctx
+            .upstream()
+            .is_some_and(|u| ctx.attempts <= u.connect_retries && u.has_untried(ctx.tried));
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        // Pingora 0.9's own policy: never resend what may have reached the upstream unless
+        // the method is idempotent and the body is still buffered.
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        if let Some(kind) = classify::failure_kind(&e) {
+            if e.retry() {
+                // A pooled connection the backend had already closed: retried on a fresh
+                // connection to the same backend, and no evidence against it.
+                if let Some(attempt) = ctx.attempt.take() {
+                    ctx.tried &= !(1 << attempt.selected.backend);
+                    settle(ctx, attempt, CallOutcome::Cancelled);
+                }
+            } else {
+                settle_failure(ctx, kind);
+            }
+        }
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        if let Some(written) = session.response_written() {
+            // Headers already went out (e.g. a body cut short): nothing more can be said.
+            return FailToProxy {
+                error_code: written.status.as_u16(),
+                can_reuse_downstream: false,
+            };
+        }
+        let upstream_name = ctx.upstream().map(|u| u.name.clone());
+        let problem = ctx.problem.take().or_else(|| match e.etype() {
+            ErrorType::HTTPStatus(code) => Some(Problem::from_status(*code)),
+            _ => match (classify::failure_kind(e), upstream_name) {
+                (Some(FailureKind::ConnectTimeout | FailureKind::ReadTimeout), Some(name)) => {
+                    Some(Problem::gateway_timeout(&name))
+                }
+                (Some(_), Some(name)) => Some(Problem::bad_gateway(&name)),
+                _ if *e.esource() == pingora::ErrorSource::Downstream => None,
+                _ => Some(Problem::from_status(500)),
+            },
+        });
+        let Some(problem) = problem else {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        if let Err(write_error) = problem.write(session, &ctx.request_id).await {
+            debug!(request_id = %ctx.request_id, error = %write_error, "could not send the error response");
+        }
+        FailToProxy {
+            error_code: problem.status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+        // `logging` writes one structured line per failed request instead.
+        true
+    }
+
+    fn request_summary(&self, session: &Session, _ctx: &RequestCtx) -> String {
+        // Never the query string: the original API carries passwords in it.
+        let header = session.req_header();
+        format!("{} {}", header.method, header.uri.path())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        if let Some(attempt) = ctx.attempt.take() {
+            let outcome = final_outcome(&attempt, e);
+            settle(ctx, attempt, outcome);
+        }
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let header = session.req_header();
+        let route = ctx.route.as_ref().map_or("unmatched", |r| &*r.id);
+        let elapsed = ctx.started.elapsed();
+        metrics::REQUESTS
+            .with_label_values(&[
+                route,
+                metrics::method_label(&header.method),
+                metrics::status_label(status),
+            ])
+            .inc();
+        metrics::REQUEST_DURATION
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        let upstream = ctx.upstream().map(|u| u.name.clone());
+        match e {
+            Some(error) if classify::failure_kind(error).is_some() => warn!(
+                request_id = %ctx.request_id, route, upstream = upstream.as_deref(), status,
+                elapsed_ms = elapsed.as_millis() as u64, error = %error,
+                "upstream call failed"
+            ),
+            _ => debug!(
+                request_id = %ctx.request_id, method = %header.method, path = header.uri.path(),
+                route, upstream = upstream.as_deref(), status, elapsed_ms = elapsed.as_millis() as u64,
+                "request"
+            ),
+        }
+    }
+}
+
+fn no_route() -> Box<Error> {
+    Error::explain(ErrorType::InternalError, "request has no upstream")
+}
+
+fn reject(upstream: &Upstream, retry_after: Duration) -> Problem {
+    metrics::BREAKER_REJECTIONS
+        .with_label_values(&[&*upstream.name])
+        .inc();
+    Problem::breaker_open(&upstream.name, retry_after)
+}
+
+fn settle_failure(ctx: &mut RequestCtx, kind: FailureKind) {
+    if let Some(attempt) = ctx.attempt.take() {
+        let elapsed = attempt.started.elapsed();
+        settle(ctx, attempt, CallOutcome::Failure { kind, elapsed });
+    }
+}
+
+fn settle(ctx: &RequestCtx, attempt: Attempt, outcome: CallOutcome) {
+    if let Some(upstream) = ctx.upstream() {
+        upstream.record(attempt.selected, outcome, Instant::now());
+    }
+}
+
+/// The outcome of an attempt still open when the request ends.
+fn final_outcome(attempt: &Attempt, e: Option<&Error>) -> CallOutcome {
+    let elapsed = attempt
+        .header_after
+        .unwrap_or_else(|| attempt.started.elapsed());
+    if let Some(kind) = attempt.failure {
+        return CallOutcome::Failure { kind, elapsed };
+    }
+    match e.map(classify::failure_kind) {
+        None => CallOutcome::Success { elapsed },
+        Some(Some(kind)) => CallOutcome::Failure { kind, elapsed },
+        // The client went away: if the backend had answered, it did its part.
+        Some(None) if attempt.header_after.is_some() => CallOutcome::Success { elapsed },
+        Some(None) => CallOutcome::Cancelled,
+    }
+}

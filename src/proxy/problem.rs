@@ -1,0 +1,204 @@
+//! Responses the gateway writes itself: RFC 9457 problem JSON with the headers that go with
+//! each kind (`Retry-After`, `Allow`). Every early answer of every hook goes through here.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Method;
+use pingora::http::ResponseHeader;
+use pingora_proxy::Session;
+use serde::Serialize;
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// A problem the gateway answers with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub status: u16,
+    pub kind: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub retry_after: Option<Duration>,
+    pub allow: Vec<Method>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    instance: &'a str,
+}
+
+impl Problem {
+    fn new(status: u16, kind: &'static str, title: &'static str, detail: String) -> Self {
+        Problem {
+            status,
+            kind,
+            title,
+            detail,
+            retry_after: None,
+            allow: Vec::new(),
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Problem::new(
+            404,
+            "/errors/not_found",
+            "Not Found",
+            "no route matches this path".into(),
+        )
+    }
+
+    pub fn bad_path(reason: &str) -> Self {
+        Problem::new(400, "/errors/bad_request", "Bad Request", reason.to_owned())
+    }
+
+    pub fn method_not_allowed(allow: Vec<Method>) -> Self {
+        let list = allow
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ");
+        Problem {
+            allow,
+            ..Problem::new(
+                405,
+                "/errors/method_not_allowed",
+                "Method Not Allowed",
+                format!("this path accepts {list}"),
+            )
+        }
+    }
+
+    /// No backend of `upstream` is admitted by its breaker.
+    pub fn breaker_open(upstream: &str, retry_after: Duration) -> Self {
+        Problem {
+            retry_after: Some(retry_after),
+            ..Problem::new(
+                503,
+                "/errors/service_unavailable",
+                "Service Unavailable",
+                format!(
+                    "the {upstream} service is failing and its circuit breaker is open; retry later"
+                ),
+            )
+        }
+    }
+
+    pub fn bad_gateway(upstream: &str) -> Self {
+        Problem::new(
+            502,
+            "/errors/bad_gateway",
+            "Bad Gateway",
+            format!("the {upstream} service could not be reached or answered incompletely"),
+        )
+    }
+
+    pub fn gateway_timeout(upstream: &str) -> Self {
+        Problem::new(
+            504,
+            "/errors/gateway_timeout",
+            "Gateway Timeout",
+            format!("the {upstream} service did not answer in time"),
+        )
+    }
+
+    pub fn from_status(status: u16) -> Self {
+        let title = http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Error");
+        let kind = match status {
+            400 => "/errors/bad_request",
+            413 => "/errors/payload_too_large",
+            500 => "/errors/internal",
+            _ => "/errors/gateway",
+        };
+        Problem::new(status, kind, title, title.to_ascii_lowercase())
+    }
+
+    pub fn body(&self, instance: &str) -> Bytes {
+        let body = Body {
+            kind: self.kind,
+            title: self.title,
+            status: self.status,
+            detail: &self.detail,
+            instance,
+        };
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+
+    /// Retry-After in whole seconds, rounded up, never 0 (0 would invite a hot loop).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after.map(|d| {
+            u64::try_from(d.as_millis().div_ceil(1000))
+                .unwrap_or(u64::MAX)
+                .max(1)
+        })
+    }
+
+    pub fn response_header(
+        &self,
+        body_len: usize,
+        request_id: &str,
+    ) -> pingora::Result<ResponseHeader> {
+        let mut header = ResponseHeader::build(self.status, Some(6))?;
+        header.insert_header(http::header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE)?;
+        header.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;
+        header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        if !request_id.is_empty() {
+            header.insert_header(super::REQUEST_ID, request_id)?;
+        }
+        if let Some(secs) = self.retry_after_secs() {
+            header.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+        }
+        if !self.allow.is_empty() {
+            let list: Vec<&str> = self.allow.iter().map(Method::as_str).collect();
+            header.insert_header(http::header::ALLOW, list.join(", "))?;
+        }
+        Ok(header)
+    }
+
+    /// Writes the whole response. The downstream connection stays reusable: Pingora drains
+    /// an unread request body before reusing it.
+    pub async fn write(&self, session: &mut Session, request_id: &str) -> pingora::Result<()> {
+        let instance = session.req_header().uri.path().to_owned();
+        let body = self.body(&instance);
+        let header = self.response_header(body.len(), request_id)?;
+        session
+            .write_response_header(Box::new(header), false)
+            .await?;
+        let body = (session.req_header().method != Method::HEAD).then_some(body);
+        session.write_response_body(body, true).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_rfc9457_shaped() {
+        let problem = Problem::breaker_open("users", Duration::from_millis(4001));
+        let body: serde_json::Value = serde_json::from_slice(&problem.body("/user")).unwrap();
+        assert_eq!(body["type"], "/errors/service_unavailable");
+        assert_eq!(body["status"], 503);
+        assert_eq!(body["instance"], "/user");
+        assert!(body["detail"].as_str().unwrap().contains("users"));
+        assert_eq!(problem.retry_after_secs(), Some(5));
+    }
+
+    #[test]
+    fn retry_after_is_rounded_up_and_never_zero() {
+        let at = |ms| Problem::breaker_open("u", Duration::from_millis(ms)).retry_after_secs();
+        assert_eq!(at(0), Some(1));
+        assert_eq!(at(1000), Some(1));
+        assert_eq!(at(1001), Some(2));
+        assert_eq!(at(4990), Some(5));
+    }
+}

@@ -1,0 +1,102 @@
+//! Assembles the Pingora server: the proxy service on `server.listen`, the admin service on
+//! `admin.listen`, both over one shared, swappable [`State`]. `main` and the integration
+//! tests build the gateway the same way, through [`GatewayServer::build`].
+
+use std::{
+    io,
+    net::{SocketAddr, TcpListener},
+    sync::Arc,
+    time::Instant,
+};
+
+use arc_swap::ArcSwap;
+use pingora::{
+    server::{RunArgs, Server, ShutdownSignalWatch, configuration::ServerConf},
+    services::listening::Service,
+};
+use pingora_proxy::http_proxy_service_with_name;
+
+use crate::{
+    admin::Admin,
+    config::Config,
+    proxy::{Gateway, State},
+};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{key} {addr} is already in use by another process")]
+    AddressInUse { key: &'static str, addr: SocketAddr },
+    #[error("{key} {addr} cannot be bound: {source}")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+}
+
+/// Time the runtimes get to wind down after the grace period.
+const RUNTIME_SHUTDOWN_SECONDS: u64 = 1;
+
+pub struct GatewayServer {
+    server: Server,
+    pub state: Arc<ArcSwap<State>>,
+}
+
+impl GatewayServer {
+    /// Builds the services. Fails fast when a listen address is taken: Pingora itself would
+    /// retry for 30 s and then panic in a service thread while the process lives on.
+    pub fn build(config: &Config) -> Result<Self, StartError> {
+        check_bindable("server.listen", config.server.listen)?;
+        check_bindable("admin.listen", config.admin.listen)?;
+
+        let conf = ServerConf {
+            threads: config.server.threads,
+            grace_period_seconds: Some(config.server.grace_period.as_millis().div_ceil(1000) as u64),
+            graceful_shutdown_timeout_seconds: Some(RUNTIME_SHUTDOWN_SECONDS),
+            ..ServerConf::default()
+        };
+        let mut server = Server::new_with_opt_and_conf(None, conf);
+        server.bootstrap();
+
+        let state = Arc::new(ArcSwap::from_pointee(State::new(config, Instant::now())));
+        let mut proxy = http_proxy_service_with_name(
+            &server.configuration,
+            Gateway::new(state.clone()),
+            "gateway",
+        );
+        proxy.add_tcp(&config.server.listen.to_string());
+        let mut admin = Service::new("admin".to_owned(), Admin::new(state.clone()));
+        admin.threads = Some(1);
+        admin.add_tcp(&config.admin.listen.to_string());
+        server.add_service(proxy);
+        server.add_service(admin);
+        Ok(GatewayServer { server, state })
+    }
+
+    /// Runs until `shutdown` fires; returns once every service has stopped.
+    pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch>) {
+        self.server.run(RunArgs {
+            shutdown_signal: shutdown,
+        });
+    }
+
+    /// Runs until SIGTERM (graceful, waits `server.grace_period`) or SIGINT (immediate),
+    /// then exits the process.
+    pub fn run_forever(self) -> ! {
+        self.server.run_forever()
+    }
+}
+
+fn check_bindable(key: &'static str, addr: SocketAddr) -> Result<(), StartError> {
+    match TcpListener::bind(addr) {
+        Ok(listener) => {
+            drop(listener);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            Err(StartError::AddressInUse { key, addr })
+        }
+        Err(source) => Err(StartError::Bind { key, addr, source }),
+    }
+}

@@ -1,0 +1,221 @@
+//! Upstream pools: each configured upstream is a list of backends, each guarded by its own
+//! [`CircuitBreaker`]. `upstream_peer` asks [`Upstream::select`] for a backend the breakers
+//! admit; outcomes flow back through [`Upstream::record`]. Classifying what counts as a
+//! failure lives in [`classify`], deciding what a failure means lives in [`breaker`].
+
+pub mod breaker;
+pub mod classify;
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use pingora::upstreams::peer::HttpPeer;
+use prometheus::IntGauge;
+use tracing::{info, warn};
+
+use self::breaker::{
+    BreakerState, CallOutcome, CircuitBreaker, Permit, Transition, TransitionListener,
+};
+use crate::{
+    config::{StatusSet, UpstreamSpec},
+    metrics,
+};
+
+/// Most backends one upstream may list: requests track the ones they tried in a `u64`.
+pub const MAX_BACKENDS: usize = 64;
+
+/// One backend address and its breaker.
+pub struct Backend {
+    pub label: Arc<str>,
+    pub addr: SocketAddr,
+    pub breaker: CircuitBreaker,
+    peer: HttpPeer,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("label", &self.label)
+            .field("breaker", &self.breaker)
+            .finish()
+    }
+}
+
+/// A named pool of backends.
+#[derive(Debug)]
+pub struct Upstream {
+    pub name: Arc<str>,
+    pub breaker_name: Arc<str>,
+    pub backends: Vec<Backend>,
+    pub failure_statuses: StatusSet,
+    pub connect_retries: u32,
+    next: AtomicUsize,
+}
+
+/// A backend chosen for one attempt, with the breaker permit the attempt must settle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selected {
+    pub backend: usize,
+    pub permit: Permit,
+}
+
+/// No backend can take the request now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unavailable {
+    /// Until the earliest backend is expected to admit calls again.
+    pub retry_after: Duration,
+}
+
+impl Upstream {
+    pub fn new(spec: &UpstreamSpec, origin: Instant) -> Self {
+        let backends = spec
+            .backends
+            .iter()
+            .take(MAX_BACKENDS)
+            .map(|b| {
+                let mut peer = HttpPeer::new(b.addr, false, String::new());
+                peer.options.connection_timeout = Some(spec.connect_timeout);
+                peer.options.total_connection_timeout = Some(spec.connect_timeout);
+                peer.options.read_timeout = Some(spec.read_timeout);
+                peer.options.write_timeout = Some(spec.write_timeout);
+                peer.options.idle_timeout = Some(spec.idle_timeout);
+                let gauge = metrics::BREAKER_STATE.with_label_values(&[&*spec.name, &*b.label]);
+                gauge.set(BreakerState::Closed.gauge_value());
+                let listener = Arc::new(TransitionLog {
+                    upstream: spec.name.clone(),
+                    backend: b.label.clone(),
+                    gauge,
+                });
+                Backend {
+                    label: b.label.clone(),
+                    addr: b.addr,
+                    breaker: CircuitBreaker::new(spec.policy.clone(), listener, origin),
+                    peer,
+                }
+            })
+            .collect();
+        Upstream {
+            name: spec.name.clone(),
+            breaker_name: spec.breaker.clone(),
+            backends,
+            failure_statuses: spec.failure_statuses.clone(),
+            connect_retries: spec.connect_retries,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Round-robin over the backends not yet `tried` (a bit per index) whose breaker admits
+    /// a call now. Open backends are skipped; half-open ones hand out probe permits.
+    pub fn select(&self, tried: u64, now: Instant) -> Result<Selected, Unavailable> {
+        let count = self.backends.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut retry_after: Option<Duration> = None;
+        for offset in 0..count {
+            let index = (start + offset) % count;
+            if tried & (1 << index) != 0 {
+                continue;
+            }
+            match self.backends[index].breaker.try_acquire(now) {
+                Ok(permit) => {
+                    return Ok(Selected {
+                        backend: index,
+                        permit,
+                    });
+                }
+                Err(rejected) => {
+                    retry_after = Some(
+                        retry_after.map_or(rejected.retry_after, |r| r.min(rejected.retry_after)),
+                    );
+                }
+            }
+        }
+        Err(Unavailable {
+            retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
+        })
+    }
+
+    /// Whether any backend would admit a call, without taking a permit. Lets
+    /// `request_filter` refuse early and keep the client connection alive.
+    pub fn check_available(&self, now: Instant) -> Result<(), Unavailable> {
+        let mut retry_after: Option<Duration> = None;
+        for backend in &self.backends {
+            match backend.breaker.peek(now) {
+                Ok(()) => return Ok(()),
+                Err(rejected) => {
+                    retry_after = Some(
+                        retry_after.map_or(rejected.retry_after, |r| r.min(rejected.retry_after)),
+                    );
+                }
+            }
+        }
+        Err(Unavailable {
+            retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
+        })
+    }
+
+    /// Whether a backend other than those `tried` exists at all.
+    pub fn has_untried(&self, tried: u64) -> bool {
+        (0..self.backends.len()).any(|i| tried & (1 << i) == 0)
+    }
+
+    pub fn peer(&self, backend: usize) -> Option<&HttpPeer> {
+        self.backends.get(backend).map(|b| &b.peer)
+    }
+
+    /// Settles one attempt: the breaker learns the outcome, the metric counts it.
+    pub fn record(&self, selected: Selected, outcome: CallOutcome, now: Instant) {
+        let Some(backend) = self.backends.get(selected.backend) else {
+            return;
+        };
+        let label = match outcome {
+            CallOutcome::Success { .. } => "success",
+            CallOutcome::Failure { kind, .. } => kind.as_str(),
+            CallOutcome::Cancelled => "cancelled",
+        };
+        metrics::UPSTREAM_ATTEMPTS
+            .with_label_values(&[&*self.name, &*backend.label, label])
+            .inc();
+        backend.breaker.record(selected.permit, outcome, now);
+    }
+}
+
+/// Turns breaker transitions into a log line and metrics.
+struct TransitionLog {
+    upstream: Arc<str>,
+    backend: Arc<str>,
+    gauge: IntGauge,
+}
+
+impl TransitionListener for TransitionLog {
+    fn on_transition(&self, t: &Transition) {
+        self.gauge.set(t.to.gauge_value());
+        metrics::BREAKER_TRANSITIONS
+            .with_label_values(&[
+                &*self.upstream,
+                &*self.backend,
+                t.from.as_str(),
+                t.to.as_str(),
+            ])
+            .inc();
+        let open_for_ms = t.open_for.map(|d| d.as_millis() as u64);
+        if t.to == BreakerState::Open {
+            warn!(
+                upstream = %self.upstream, backend = %self.backend,
+                from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason, open_for_ms,
+                "circuit breaker opened"
+            );
+        } else {
+            info!(
+                upstream = %self.upstream, backend = %self.backend,
+                from = t.from.as_str(), to = t.to.as_str(), reason = %t.reason,
+                "circuit breaker state changed"
+            );
+        }
+    }
+}

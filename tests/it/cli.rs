@@ -1,0 +1,146 @@
+//! The `gateway` binary as a process: `check`, start-up errors, and SIGTERM draining.
+
+use std::{
+    net::{TcpListener, TcpStream},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::support::{Mode, TestUpstream, eventually, free_port};
+
+fn gateway() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
+fn run(args: &[&str]) -> Output {
+    gateway().args(args).output().unwrap()
+}
+
+/// Waits for a child to exit, failing the test after `deadline`.
+fn wait_exit(child: &mut Child, deadline: Duration) -> std::process::ExitStatus {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("process did not exit within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn check_accepts_the_shipped_config() {
+    let out = run(&["check", "--config", "gateway.yaml"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok"));
+}
+
+#[test]
+fn check_lists_every_problem_and_fails() {
+    let out = run(&[
+        "check",
+        "--config",
+        "tests/fixtures/invalid/bad-routes.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("4 problems"), "{stderr}");
+    assert!(stderr.contains("bad-routes.yaml:9: routes[1]"), "{stderr}");
+    let out = run(&["check", "--config", "does-not-exist.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
+}
+
+fn write_config(dir: &Path, listen: u16, admin: u16, backend: &str) -> String {
+    let path = dir.join("gateway.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "server: {{ listen: 127.0.0.1:{listen}, threads: 1, grace_period: 3s }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nupstreams:\n  slow: {{ backends: [\"{backend}\"] }}\nroutes:\n  - {{ path: /svc, upstream: slow }}\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_port_in_use_is_a_clear_start_up_error() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempdir();
+    let config = write_config(&dir, port, free_port(), "127.0.0.1:1");
+    let mut child = gateway()
+        .args(["--config", &config])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert!(!status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("server.listen 127.0.0.1:{port} is already in use")),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_in_flight_requests_finish_then_exits() {
+    let origin = TestUpstream::start(Mode::Delay(Duration::from_millis(700))).await;
+    let dir = tempdir();
+    let port = free_port();
+    let config = write_config(&dir, port, free_port(), &origin.addr.to_string());
+    let mut child = gateway()
+        .args(["--config", &config])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(10), || async move {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    })
+    .await;
+
+    let in_flight = tokio::spawn(async move {
+        reqwest::get(format!("http://127.0.0.1:{port}/svc"))
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    eventually(Duration::from_secs(5), || async { origin.hits() == 1 }).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    assert_eq!(
+        in_flight.await.unwrap().unwrap(),
+        200,
+        "the in-flight request completes"
+    );
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "listener left behind"
+    );
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "gateway-cli-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}

@@ -1,0 +1,89 @@
+//! Every invalid config under `tests/fixtures/invalid/` is rejected, and the report names
+//! each problem with its line and YAML path. Each fixture lists what it expects in
+//! `# expect: ...` lines at its top.
+
+use std::path::Path;
+
+use gateway::Config;
+
+#[test]
+fn every_invalid_fixture_is_rejected_with_the_expected_messages() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/invalid");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{} has no # expect line",
+            path.display()
+        );
+        let report = match Config::load(&path) {
+            Ok(_) => panic!("{} was accepted", path.display()),
+            Err(errors) => errors.to_string(),
+        };
+        for line in &expected {
+            assert!(
+                report.contains(line),
+                "{}: expected {line:?} in:\n{report}",
+                path.display()
+            );
+        }
+        assert_eq!(
+            report.lines().count() - 1,
+            expected.len(),
+            "{}: unexpected extra problems:\n{report}",
+            path.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} fixtures found");
+}
+
+#[test]
+fn the_shipped_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.yaml");
+    let config = Config::load(&path).unwrap();
+    assert_eq!(config.server.listen.port(), 8888);
+    let users = config.upstream("users").unwrap();
+    assert_eq!(users.policy.consecutive_failures, Some(5));
+    assert_eq!(users.policy.failure_rate, Some(0.5));
+    assert!(users.failure_statuses.contains(503));
+    assert!(!users.failure_statuses.contains(404));
+}
+
+#[test]
+fn defaults_fill_every_omitted_key() {
+    let config = Config::parse(
+        "upstreams:\n  a: { backends: [127.0.0.1:1] }\nroutes:\n  - { path: /, upstream: a }\n",
+    )
+    .unwrap();
+    assert_eq!(config.server.listen.to_string(), "0.0.0.0:8888");
+    assert_eq!(config.server.threads, 2);
+    assert_eq!(config.server.grace_period.as_secs(), 5);
+    assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9091");
+    let a = &config.upstreams[0];
+    assert_eq!(a.connect_timeout.as_secs(), 1);
+    assert_eq!(a.read_timeout.as_secs(), 5);
+    assert_eq!(a.connect_retries, 1);
+    assert_eq!(&*a.breaker, "default");
+    let p = &a.policy;
+    assert_eq!(p.minimum_calls, 10);
+    assert_eq!(p.window.as_secs(), 30);
+    assert_eq!(p.slow_call_duration.as_secs(), 2);
+    assert_eq!(p.slow_call_rate, Some(1.0));
+    assert_eq!(p.open_for.as_secs(), 10);
+    assert_eq!(p.max_open_for.as_secs(), 300);
+    assert_eq!(p.half_open_probes, 3);
+    assert_eq!(
+        a.failure_statuses.iter().collect::<Vec<_>>(),
+        [500, 502, 503, 504]
+    );
+}

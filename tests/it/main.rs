@@ -1,0 +1,11 @@
+//! The gateway's integration tests: one binary, real servers on loopback ephemeral ports.
+
+// Test support code: a failed unwrap is a failed test, with the reason in the panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod breaker;
+mod cli;
+mod config_fixtures;
+mod proxying;

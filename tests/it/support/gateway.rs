@@ -1,0 +1,131 @@
+//! Starts the real gateway in-process on ephemeral loopback ports and stops it on drop.
+//! Pingora's `Server::run` builds its own runtimes, so it runs on a plain OS thread.
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use gateway::{Config, GatewayServer};
+use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
+use tokio::sync::{Mutex, mpsc};
+
+use super::eventually;
+
+struct ChannelShutdown(Mutex<mpsc::Receiver<ShutdownSignal>>);
+
+#[async_trait]
+impl ShutdownSignalWatch for ChannelShutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        self.0
+            .lock()
+            .await
+            .recv()
+            .await
+            .unwrap_or(ShutdownSignal::FastShutdown)
+    }
+}
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<mpsc::Sender<ShutdownSignal>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A port nobody listens on right now (a small race remains: Pingora binds later).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl TestGateway {
+    /// `body` is the config without `server` and `admin`, which are filled in here.
+    pub async fn start(body: &str) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let text = format!(
+            "server: {{ listen: \"{addr}\", threads: 1, grace_period: 0s }}\nadmin: {{ listen: \"{admin}\" }}\n{body}"
+        );
+        let config = Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e:?}\n{text}"));
+        let server = GatewayServer::build(&config).unwrap();
+        let (tx, rx) = mpsc::channel(1);
+        let thread = std::thread::spawn(move || {
+            server.run(Box::new(ChannelShutdown(Mutex::new(rx))));
+        });
+        let gateway = TestGateway {
+            addr,
+            admin,
+            stop: Some(tx),
+            thread: Some(thread),
+        };
+        for port in [addr, admin] {
+            eventually(Duration::from_secs(10), || async move {
+                TcpStream::connect(port).is_ok()
+            })
+            .await;
+        }
+        gateway
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    pub async fn breakers(&self) -> serde_json::Value {
+        reqwest::get(self.admin_url("/admin/breakers"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The breaker report of one backend.
+    pub async fn breaker(&self, upstream: &str, backend: SocketAddr) -> serde_json::Value {
+        let report = self.breakers().await;
+        let upstream = report["upstreams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == upstream)
+            .unwrap_or_else(|| panic!("no upstream {upstream} in {report}"))
+            .clone();
+        upstream["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["backend"] == backend.to_string())
+            .unwrap_or_else(|| panic!("no backend {backend} in {upstream}"))
+            .clone()
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.try_send(ShutdownSignal::FastShutdown);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

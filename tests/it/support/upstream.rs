@@ -1,0 +1,219 @@
+//! A real HTTP/1.1 origin on an ephemeral loopback port whose behaviour a test switches at
+//! will: echo, fixed status, slow, hung, truncated, or dropping the connection mid-request.
+//! It counts every request it receives, so tests can prove what reached it.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use serde_json::json;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    task::JoinSet,
+};
+
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// 200 with a JSON description of the request.
+    Echo,
+    /// This status with a small JSON body.
+    Status(u16),
+    /// The status named by the request's `status=` query parameter.
+    QueryStatus,
+    /// Echo after this delay.
+    Delay(Duration),
+    /// Read the request, never answer.
+    Hang,
+    /// Announce 100 bytes, send 7, close.
+    Truncate,
+    /// Read the request, close without answering.
+    Drop,
+}
+
+struct Shared {
+    mode: Mutex<Mode>,
+    hits: AtomicUsize,
+}
+
+pub struct TestUpstream {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    tasks: Option<JoinSet<()>>,
+}
+
+impl TestUpstream {
+    pub async fn start(mode: Mode) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            mode: Mutex::new(mode),
+            hits: AtomicUsize::new(0),
+        });
+        let mut upstream = TestUpstream {
+            addr,
+            shared,
+            tasks: None,
+        };
+        upstream.serve(listener);
+        upstream
+    }
+
+    fn serve(&mut self, listener: TcpListener) {
+        let mut tasks = JoinSet::new();
+        let shared = self.shared.clone();
+        tasks.spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                connections.spawn(handle(stream, shared.clone()));
+            }
+        });
+        self.tasks = Some(tasks);
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
+    }
+
+    pub fn hits(&self) -> usize {
+        self.shared.hits.load(Ordering::SeqCst)
+    }
+
+    /// Kills the server: the listener closes (connections are refused) and every open
+    /// connection is dropped.
+    pub async fn stop(&mut self) {
+        if let Some(mut tasks) = self.tasks.take() {
+            tasks.shutdown().await;
+        }
+    }
+
+    /// Brings the server back on the same port.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let listener = TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+}
+
+struct Request {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Request> {
+    let header_end = loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..header_end]).to_string();
+    let mut lines = head.split("\r\n");
+    let mut request_line = lines.next()?.split(' ');
+    let method = request_line.next()?.to_owned();
+    let target = request_line.next()?.to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let body_start = header_end + 4;
+    while buffer.len() < body_start + length {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    let body = buffer[body_start..body_start + length].to_vec();
+    buffer.drain(..body_start + length);
+    Some(Request {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
+    let mut buffer = Vec::new();
+    while let Some(request) = read_request(&mut stream, &mut buffer).await {
+        shared.hits.fetch_add(1, Ordering::SeqCst);
+        let mode = shared.mode.lock().unwrap().clone();
+        let (status, body) = match mode {
+            Mode::Echo => (200, echo(&request)),
+            Mode::Status(status) => (status, json!({ "status": status }).to_string()),
+            Mode::QueryStatus => {
+                let status = request
+                    .target
+                    .split_once("status=")
+                    .and_then(|(_, s)| s.get(..3)?.parse().ok())
+                    .unwrap_or(200);
+                (status, json!({ "status": status }).to_string())
+            }
+            Mode::Delay(delay) => {
+                tokio::time::sleep(delay).await;
+                (200, echo(&request))
+            }
+            Mode::Hang => {
+                std::future::pending::<()>().await;
+                return;
+            }
+            Mode::Truncate => {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: text/plain\r\n\r\npartial")
+                    .await;
+                return;
+            }
+            Mode::Drop => return,
+        };
+        let response = format!(
+            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Upstream: {}\r\n\r\n{body}",
+            body.len(),
+            stream.local_addr().map(|a| a.port()).unwrap_or(0)
+        );
+        if stream.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn echo(request: &Request) -> String {
+    let (path, query) = request
+        .target
+        .split_once('?')
+        .unwrap_or((&request.target, ""));
+    let headers: serde_json::Map<String, serde_json::Value> = request
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), json!(v)))
+        .collect();
+    json!({
+        "method": request.method,
+        "path": path,
+        "query": query,
+        "headers": headers,
+        "body": String::from_utf8_lossy(&request.body),
+    })
+    .to_string()
+}
