@@ -1,17 +1,20 @@
 //! A resilient, config-driven API gateway on Pingora.
 //!
 //! The module tree is the architecture: [`config`] turns `gateway.yaml` into runtime types,
-//! [`router`] picks a route, [`upstream`] owns backends and their circuit breakers,
+//! [`router`] picks a route, [`auth`] turns credentials into a verified identity,
+//! [`upstream`] owns backends and their circuit breakers,
 //! [`proxy`] is the thin `ProxyHttp` that wires them into Pingora's hooks, [`admin`] serves
-//! metrics and breaker state, [`metrics`] declares every metric, and [`server`] assembles
+//! metrics and breaker state, [`metrics`] declares every metric, [`telemetry`] sets up logging, and [`server`] assembles
 //! it all for `main` and the tests. See `docs/architecture.md`.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod metrics;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod telemetry;
 pub mod upstream;
 
 pub use config::Config;

@@ -4,7 +4,6 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use gateway::{Config, GatewayServer};
-use tracing_subscriber::{EnvFilter, fmt};
 
 #[derive(Parser)]
 #[command(version, about = "A resilient API gateway on Pingora")]
@@ -50,7 +49,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    init_logging(cli.log_format);
+    gateway::telemetry::init(matches!(cli.log_format, LogFormat::Json));
     // A panic in any Pingora service thread would leave the others running, half alive.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -72,15 +71,4 @@ fn main() -> ExitCode {
         "gateway starting"
     );
     server.run_forever()
-}
-
-fn init_logging(format: LogFormat) {
-    // Pingora logs through the `log` crate; bridge it into tracing.
-    let _ = tracing_log::LogTracer::init();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = fmt().with_env_filter(filter).with_target(false);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
 }

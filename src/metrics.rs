@@ -99,6 +99,34 @@ pub static BREAKER_REJECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static TOKEN_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_token_cache_total",
+        "Token cache lookups for Basic credentials: hit, miss or negative_hit (a refusal remembered).",
+        &["result"],
+    )
+});
+
+pub static AUTH_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_auth_requests_total",
+        "Credential exchanges at the token endpoint, by outcome: ok, rejected, unavailable, invalid_token.",
+        &["outcome"],
+    )
+});
+
+pub static AUTH_DURATION: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    let opts = HistogramOpts::new(
+        "gateway_auth_duration_seconds",
+        "Duration of credential exchanges at the token endpoint.",
+    )
+    .buckets(LATENCY_BUCKETS.to_vec());
+    match prometheus::Histogram::with_opts(opts) {
+        Ok(metric) => register(metric),
+        Err(e) => unreachable_metric("gateway_auth_duration_seconds", e),
+    }
+});
+
 /// Methods outside the standard set share one label value, keeping cardinality bounded.
 pub fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -133,6 +161,9 @@ pub fn render() -> Vec<u8> {
     LazyLock::force(&BREAKER_STATE);
     LazyLock::force(&BREAKER_TRANSITIONS);
     LazyLock::force(&BREAKER_REJECTIONS);
+    LazyLock::force(&TOKEN_CACHE);
+    LazyLock::force(&AUTH_REQUESTS);
+    LazyLock::force(&AUTH_DURATION);
     let mut buffer = Vec::new();
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buffer);

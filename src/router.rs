@@ -138,9 +138,10 @@ mod tests {
 
     fn router(yaml_routes: &str) -> Router {
         let text = format!(
-            "upstreams:\n  users: {{ backends: [127.0.0.1:1] }}\n  paths: {{ backends: [127.0.0.1:2] }}\nroutes:\n{yaml_routes}"
+            "upstreams:\n  users: {{ backends: [127.0.0.1:1] }}\n  paths: {{ backends: [127.0.0.1:2] }}\nauth:\n  token_endpoint: {{ upstream: users }}\nroutes:\n{yaml_routes}"
         );
-        Router::new(&Config::parse(&text).unwrap().routes)
+        let secret = |_: &str| Some("0123456789abcdef0123456789abcdef".to_owned());
+        Router::new(&Config::parse_with_env(&text, &secret).unwrap().routes)
     }
 
     fn id(router: &Router, method: Method, path: &str) -> Result<String, RouteError> {
@@ -149,7 +150,7 @@ mod tests {
 
     #[test]
     fn matches_by_whole_segments() {
-        let r = router("  - { path: /user, upstream: users }\n");
+        let r = router("  - { path: /user, upstream: users, auth: none }\n");
         assert_eq!(id(&r, Method::GET, "/user").unwrap(), "/user");
         assert_eq!(id(&r, Method::GET, "/user/search").unwrap(), "/user");
         assert_eq!(id(&r, Method::GET, "/users"), Err(RouteError::NotFound));
@@ -160,7 +161,7 @@ mod tests {
     #[test]
     fn longest_prefix_wins() {
         let r = router(
-            "  - { path: /, upstream: paths, name: root }\n  - { path: /user, upstream: users }\n  - { path: /user/search, upstream: paths }\n",
+            "  - { path: /, upstream: paths, name: root }\n  - { path: /user, upstream: users, auth: none }\n  - { path: /user/search, upstream: paths }\n",
         );
         assert_eq!(
             id(&r, Method::GET, "/user/search/x").unwrap(),
@@ -188,7 +189,7 @@ mod tests {
 
     #[test]
     fn a_path_without_the_method_is_405_with_allow() {
-        let r = router("  - { path: /user, methods: [post, PUT], upstream: users }\n");
+        let r = router("  - { path: /user, methods: [post, PUT], upstream: users, auth: none }\n");
         assert_eq!(
             id(&r, Method::GET, "/user/1"),
             Err(RouteError::MethodNotAllowed {
@@ -199,7 +200,7 @@ mod tests {
 
     #[test]
     fn unsafe_paths_are_rejected() {
-        let r = router("  - { path: /user, upstream: users }\n");
+        let r = router("  - { path: /user, upstream: users, auth: none }\n");
         for path in [
             "/user/../admin",
             "/user/%2e%2E/admin",

@@ -18,6 +18,7 @@ use pingora_proxy::http_proxy_service_with_name;
 
 use crate::{
     admin::Admin,
+    auth::{JwtVerifier, TokenProvider, exchange::UsersTokenSource},
     config::Config,
     proxy::{Gateway, State},
 };
@@ -60,9 +61,27 @@ impl GatewayServer {
         server.bootstrap();
 
         let state = Arc::new(ArcSwap::from_pointee(State::new(config, Instant::now())));
+        let auth = config.auth.as_ref().map(|settings| {
+            let source = UsersTokenSource::new(
+                state.clone(),
+                settings.upstream.clone(),
+                settings.path.clone(),
+            );
+            let verifier = JwtVerifier::new(
+                settings.secret.expose(),
+                &settings.algorithms,
+                settings.leeway,
+            );
+            Arc::new(TokenProvider::new(
+                settings.upstream.clone(),
+                verifier,
+                Arc::new(source),
+                settings.cache,
+            ))
+        });
         let mut proxy = http_proxy_service_with_name(
             &server.configuration,
-            Gateway::new(state.clone()),
+            Gateway::new(state.clone(), auth),
             "gateway",
         );
         proxy.add_tcp(&config.server.listen.to_string());

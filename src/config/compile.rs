@@ -11,9 +11,9 @@ use std::{
 use http::Method;
 
 use super::{
-    AdminSettings, BackendSpec, Config, ConfigError, RouteSpec, ServerSettings, StatusSet,
-    UpstreamSpec,
-    file::{BreakerConfig, GatewayConfig, RouteConfig, UpstreamConfig},
+    AdminSettings, AuthMode, AuthSettings, BackendSpec, Config, ConfigError, RouteSpec, Secret,
+    ServerSettings, StatusSet, UpstreamSpec,
+    file::{AuthConfig, BreakerConfig, GatewayConfig, RouteConfig, UpstreamConfig},
     source_map::SourceMap,
 };
 use crate::upstream::breaker::BreakerPolicy;
@@ -39,7 +39,11 @@ impl Problems<'_> {
     }
 }
 
-pub(super) fn compile(shape: GatewayConfig, map: &SourceMap) -> Result<Config, Vec<ConfigError>> {
+pub(super) fn compile(
+    shape: GatewayConfig,
+    map: &SourceMap,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<ConfigError>> {
     let mut problems = Problems {
         map,
         errors: Vec::new(),
@@ -131,6 +135,20 @@ pub(super) fn compile(shape: GatewayConfig, map: &SourceMap) -> Result<Config, V
             routes.push(route);
         }
     }
+    let auth = shape
+        .auth
+        .as_ref()
+        .and_then(|config| auth(&mut problems, config, &shape.upstreams, env));
+    if shape.auth.is_none() {
+        for (index, route) in routes.iter().enumerate() {
+            if route.auth == AuthMode::Required {
+                problems.add(
+                    format!("routes[{index}].auth"),
+                    "this route requires authentication but there is no `auth` section; add one or set `auth: none`",
+                );
+            }
+        }
+    }
     let mut ids = HashSet::new();
     for (index, route) in routes.iter().enumerate() {
         if !ids.insert(route.id.clone()) {
@@ -158,6 +176,95 @@ pub(super) fn compile(shape: GatewayConfig, map: &SourceMap) -> Result<Config, V
         },
         upstreams,
         routes,
+        auth,
+    })
+}
+
+/// Shortest HMAC secret accepted: 256 bits, as RFC 7518 requires for HS256.
+const MIN_SECRET_BYTES: usize = 32;
+
+fn auth(
+    problems: &mut Problems<'_>,
+    config: &AuthConfig,
+    upstreams: &BTreeMap<String, UpstreamConfig>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<AuthSettings> {
+    let before = problems.errors.len();
+    let endpoint = &config.token_endpoint;
+    if !upstreams.contains_key(&endpoint.upstream) {
+        problems.add(
+            "auth.token_endpoint.upstream",
+            format!("unknown upstream {:?}", endpoint.upstream),
+        );
+    }
+    if !endpoint.path.starts_with('/') || endpoint.path.contains(char::is_whitespace) {
+        problems.add(
+            "auth.token_endpoint.path",
+            format!(
+                "invalid path {:?}: must start with / and contain no spaces",
+                endpoint.path
+            ),
+        );
+    }
+    let secret = match env(&config.jwt.secret_env) {
+        None => {
+            problems.add(
+                "auth.jwt.secret_env",
+                format!(
+                    "the environment variable {} is not set",
+                    config.jwt.secret_env
+                ),
+            );
+            None
+        }
+        Some(value) if value.len() < MIN_SECRET_BYTES => {
+            problems.add(
+                "auth.jwt.secret_env",
+                format!(
+                    "the secret in {} is shorter than {MIN_SECRET_BYTES} bytes",
+                    config.jwt.secret_env
+                ),
+            );
+            None
+        }
+        Some(value) => Some(Secret::new(value.as_bytes())),
+    };
+    if config.jwt.algorithms.is_empty() {
+        problems.add("auth.jwt.algorithms", "at least one algorithm is required");
+    }
+    let mut algorithms = Vec::new();
+    for (index, name) in config.jwt.algorithms.iter().enumerate() {
+        match name.trim().to_ascii_uppercase().as_str() {
+            "HS256" => algorithms.push(jsonwebtoken::Algorithm::HS256),
+            "HS384" => algorithms.push(jsonwebtoken::Algorithm::HS384),
+            "HS512" => algorithms.push(jsonwebtoken::Algorithm::HS512),
+            _ => problems.add(
+                format!("auth.jwt.algorithms[{index}]"),
+                format!("unsupported algorithm {name:?}; expected HS256, HS384 or HS512"),
+            ),
+        }
+    }
+    let cache = &config.token_cache;
+    if cache.capacity < 0 {
+        problems.add(
+            "auth.token_cache.capacity",
+            format!("must be 0 (no cache) or more, got {}", cache.capacity),
+        );
+    }
+    if problems.errors.len() > before {
+        return None;
+    }
+    Some(AuthSettings {
+        upstream: Arc::from(endpoint.upstream.as_str()),
+        path: endpoint.path.clone(),
+        secret: secret?,
+        algorithms,
+        leeway: config.jwt.leeway.0,
+        cache: crate::auth::CacheSettings {
+            capacity: u64::try_from(cache.capacity).unwrap_or(0),
+            refresh_before_expiry: cache.refresh_before_expiry.0,
+            negative_ttl: cache.negative_ttl.0,
+        },
     })
 }
 

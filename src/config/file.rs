@@ -23,8 +23,82 @@ pub struct GatewayConfig {
     /// Named circuit-breaker policies. `default` is built in and may be overridden.
     #[serde(default)]
     pub breakers: BTreeMap<String, BreakerConfig>,
+    /// Credential exchange (Basic -> JWT) for routes with `auth: required`.
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
     /// The route table; see `docs/configuration.md` for matching rules.
     pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Where Basic credentials are exchanged for a token.
+    pub token_endpoint: TokenEndpointConfig,
+    /// How tokens are verified.
+    #[serde(default)]
+    pub jwt: JwtConfig,
+    /// The cache of exchanged tokens.
+    #[serde(default)]
+    pub token_cache: TokenCacheConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEndpointConfig {
+    /// The upstream (and so the breaker) the exchange goes through.
+    pub upstream: String,
+    /// Path of the exchange, called with GET and the client's Basic credential. Default `/auth`.
+    #[serde(default = "default_token_path")]
+    pub path: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Environment variable holding the HMAC secret (at least 32 bytes). Default `JWT_SECRET`.
+    #[serde(default = "default_secret_env")]
+    pub secret_env: String,
+    /// Accepted algorithms: HS256, HS384, HS512. Default [HS256].
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew tolerated when checking `exp`. Default 5s.
+    #[serde(default = "default_leeway")]
+    pub leeway: HumanDuration,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            secret_env: default_secret_env(),
+            algorithms: default_algorithms(),
+            leeway: default_leeway(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCacheConfig {
+    /// Most credentials cached at once; 0 disables the cache. Default 100000.
+    #[serde(default = "default_token_capacity")]
+    pub capacity: i64,
+    /// A cached token is exchanged again this long before its `exp`. Default 30s.
+    #[serde(default = "default_refresh_before_expiry")]
+    pub refresh_before_expiry: HumanDuration,
+    /// How long a refused credential is answered 401 without asking again. Default 5s.
+    #[serde(default = "default_negative_ttl")]
+    pub negative_ttl: HumanDuration,
+}
+
+impl Default for TokenCacheConfig {
+    fn default() -> Self {
+        TokenCacheConfig {
+            capacity: default_token_capacity(),
+            refresh_before_expiry: default_refresh_before_expiry(),
+            negative_ttl: default_negative_ttl(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,7 +232,9 @@ pub struct RouteConfig {
     pub methods: Option<Vec<String>>,
     /// Name of the upstream that serves it.
     pub upstream: String,
-    /// `required` (default) or `none`: whether the route needs the client's credentials.
+    /// `required` (default): the caller must authenticate (Basic, exchanged for a JWT, or
+    /// Bearer) and the upstream receives `Authorization: Bearer` and `X-User-*`.
+    /// `none`: the request passes through untouched.
     #[serde(default)]
     pub auth: AuthMode,
 }
@@ -172,6 +248,27 @@ pub enum AuthMode {
     None,
 }
 
+fn default_token_path() -> String {
+    "/auth".to_owned()
+}
+fn default_secret_env() -> String {
+    "JWT_SECRET".to_owned()
+}
+fn default_algorithms() -> Vec<String> {
+    vec!["HS256".to_owned()]
+}
+fn default_leeway() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
+fn default_token_capacity() -> i64 {
+    100_000
+}
+fn default_refresh_before_expiry() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+fn default_negative_ttl() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
 fn default_listen() -> String {
     "0.0.0.0:8888".to_owned()
 }

@@ -23,6 +23,38 @@ pub struct Config {
     pub admin: AdminSettings,
     pub upstreams: Vec<UpstreamSpec>,
     pub routes: Vec<RouteSpec>,
+    pub auth: Option<AuthSettings>,
+}
+
+/// The compiled `auth` section.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub upstream: Arc<str>,
+    pub path: String,
+    pub secret: Secret,
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub leeway: Duration,
+    pub cache: crate::auth::CacheSettings,
+}
+
+/// Key material: never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Arc<[u8]>);
+
+impl Secret {
+    pub fn new(bytes: &[u8]) -> Self {
+        Secret(Arc::from(bytes))
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,8 +191,16 @@ impl Config {
         Config::parse(&text).map_err(|errors| ConfigErrors { file, errors })
     }
 
-    /// Validate and compile config text.
+    /// Validate and compile config text, reading secrets from the process environment.
     pub fn parse(text: &str) -> Result<Config, Vec<ConfigError>> {
+        Config::parse_with_env(text, &|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::parse`], with the environment given as a lookup function.
+    pub fn parse_with_env(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, Vec<ConfigError>> {
         let shape: file::GatewayConfig = serde_yaml::from_str(text).map_err(|e| {
             vec![ConfigError {
                 path: String::new(),
@@ -168,7 +208,7 @@ impl Config {
                 message: strip_location(&e.to_string()),
             }]
         })?;
-        compile::compile(shape, &source_map::SourceMap::parse(text))
+        compile::compile(shape, &source_map::SourceMap::parse(text), env)
     }
 
     /// Find an upstream by its config id.

@@ -7,6 +7,7 @@ use std::{
 
 use super::{State, problem::Problem};
 use crate::{
+    auth::Identity,
     router::Route,
     upstream::{Selected, Upstream, breaker::FailureKind},
 };
@@ -46,6 +47,8 @@ pub struct RequestCtx {
     pub attempt: Option<Attempt>,
     /// A response decided in a hook that cannot write one (`upstream_peer`).
     pub problem: Option<Problem>,
+    /// Who the caller is, once `request_filter` authenticated it.
+    pub identity: Option<Identity>,
 }
 
 impl RequestCtx {
@@ -59,6 +62,7 @@ impl RequestCtx {
             attempts: 0,
             attempt: None,
             problem: None,
+            identity: None,
         }
     }
 

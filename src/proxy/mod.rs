@@ -9,11 +9,12 @@ mod request_id;
 
 use std::{
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use http::header;
 use pingora::{
     Error, ErrorType, Result, http::RequestHeader, http::ResponseHeader, upstreams::peer::HttpPeer,
 };
@@ -23,7 +24,8 @@ use tracing::{debug, warn};
 pub use self::context::RequestCtx;
 use self::{context::Attempt, problem::Problem};
 use crate::{
-    config::Config,
+    auth::{AuthError, Identity, TokenProvider},
+    config::{AuthMode, Config},
     metrics,
     router::{RouteError, Router},
     upstream::{
@@ -47,6 +49,10 @@ pub struct State {
 }
 
 impl State {
+    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.iter().find(|u| &*u.name == name)
+    }
+
     pub fn new(config: &Config, origin: Instant) -> Self {
         State {
             router: Router::new(&config.routes),
@@ -62,11 +68,51 @@ impl State {
 /// The gateway's `ProxyHttp`.
 pub struct Gateway {
     state: Arc<ArcSwap<State>>,
+    /// Present when the config has an `auth` section.
+    auth: Option<Arc<TokenProvider>>,
 }
 
 impl Gateway {
-    pub fn new(state: Arc<ArcSwap<State>>) -> Self {
-        Gateway { state }
+    pub fn new(state: Arc<ArcSwap<State>>, auth: Option<Arc<TokenProvider>>) -> Self {
+        Gateway { state, auth }
+    }
+
+    /// Authenticates a request on a route that requires it; on failure the problem to send.
+    async fn authenticate(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+    ) -> std::result::Result<Identity, Problem> {
+        let Some(provider) = &self.auth else {
+            return Err(Problem::from_status(500));
+        };
+        let authorization = session
+            .req_header()
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
+        let result = provider
+            .authenticate(authorization.as_deref(), SystemTime::now(), &ctx.request_id)
+            .await;
+        result.map_err(|error| match error {
+            AuthError::Missing => {
+                Problem::unauthorized("credentials are required: Basic or Bearer")
+            }
+            AuthError::Malformed => {
+                Problem::unauthorized("the Authorization header is not Basic or Bearer credentials")
+            }
+            AuthError::Rejected => Problem::unauthorized("the credentials were refused"),
+            AuthError::InvalidToken(_) => {
+                Problem::unauthorized("the bearer token is invalid or expired")
+            }
+            AuthError::Unavailable {
+                retry_after,
+                reason,
+            } => {
+                warn!(request_id = %ctx.request_id, %reason, "credential exchange failed");
+                Problem::auth_unavailable(provider.service(), retry_after)
+            }
+        })
     }
 }
 
@@ -96,7 +142,17 @@ impl ProxyHttp for Gateway {
         };
         ctx.route = Some(route.clone());
         let upstream = state.upstreams.get(route.upstream).cloned();
+        let auth = route.auth;
         ctx.state = Some(state);
+        if auth == AuthMode::Required {
+            match self.authenticate(session, ctx).await {
+                Ok(identity) => ctx.identity = Some(identity),
+                Err(problem) => {
+                    problem.write(session, &ctx.request_id).await?;
+                    return Ok(true);
+                }
+            }
+        }
         let Some(upstream) = upstream else {
             return Err(Error::explain(
                 ErrorType::InternalError,
@@ -149,6 +205,12 @@ impl ProxyHttp for Gateway {
             upstream_request.remove_header(name);
         }
         upstream_request.insert_header(REQUEST_ID, &ctx.request_id)?;
+        if let Some(identity) = &ctx.identity {
+            upstream_request
+                .insert_header(header::AUTHORIZATION, format!("Bearer {}", identity.token))?;
+            upstream_request.insert_header(IDENTITY_HEADERS[0], identity.user_id.to_string())?;
+            upstream_request.insert_header(IDENTITY_HEADERS[1], header_safe(&identity.login))?;
+        }
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
             let forwarded = match upstream_request.headers.get("x-forwarded-for") {
                 Some(prior) => format!("{}, {}", prior.to_str().unwrap_or_default(), client.ip()),
@@ -319,6 +381,20 @@ impl ProxyHttp for Gateway {
             ),
         }
     }
+}
+
+/// Header values must be visible ASCII; anything else (a login with non-ASCII letters)
+/// is percent-encoded.
+fn header_safe(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn no_route() -> Box<Error> {

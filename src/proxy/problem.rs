@@ -20,6 +20,7 @@ pub struct Problem {
     pub detail: String,
     pub retry_after: Option<Duration>,
     pub allow: Vec<Method>,
+    pub www_authenticate: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -41,6 +42,36 @@ impl Problem {
             detail,
             retry_after: None,
             allow: Vec::new(),
+            www_authenticate: None,
+        }
+    }
+
+    /// The challenge offered with every 401: both schemes the gateway accepts.
+    pub const CHALLENGE: &'static str = r#"Basic realm="gateway", Bearer"#;
+
+    pub fn unauthorized(detail: &str) -> Self {
+        Problem {
+            www_authenticate: Some(Self::CHALLENGE),
+            ..Problem::new(
+                401,
+                "/errors/not_authorized",
+                "Unauthorized",
+                detail.to_owned(),
+            )
+        }
+    }
+
+    pub fn auth_unavailable(upstream: &str, retry_after: Duration) -> Self {
+        Problem {
+            retry_after: Some(retry_after),
+            ..Problem::new(
+                503,
+                "/errors/service_unavailable",
+                "Service Unavailable",
+                format!(
+                    "credentials cannot be checked now: the {upstream} service is unavailable; retry later"
+                ),
+            )
         }
     }
 
@@ -155,6 +186,9 @@ impl Problem {
         }
         if let Some(secs) = self.retry_after_secs() {
             header.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+        }
+        if let Some(challenge) = self.www_authenticate {
+            header.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
         }
         if !self.allow.is_empty() {
             let list: Vec<&str> = self.allow.iter().map(Method::as_str).collect();

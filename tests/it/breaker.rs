@@ -23,7 +23,7 @@ breakers:
 
 fn single(upstream: &str, addr: SocketAddr, extra: &str) -> String {
     format!(
-        "upstreams:\n  {upstream}: {{ backends: [\"{addr}\"], breaker: fast {extra} }}\n{FAST_BREAKER}routes:\n  - {{ path: /svc, upstream: {upstream} }}\n"
+        "upstreams:\n  {upstream}: {{ backends: [\"{addr}\"], breaker: fast {extra} }}\n{FAST_BREAKER}routes:\n  - {{ path: /svc, upstream: {upstream}, auth: none }}\n"
     )
 }
 
@@ -279,7 +279,7 @@ async fn client_errors_never_open_the_breaker() {
 async fn slow_upstream_trips_on_slow_calls() {
     let origin = TestUpstream::start(Mode::Delay(Duration::from_millis(120))).await;
     let config = format!(
-        "upstreams:\n  slow: {{ backends: [\"{}\"], breaker: slow }}\nbreakers:\n  slow: {{ consecutive_failures: off, failure_rate: off, minimum_calls: 4, slow_call_duration: 50ms, slow_call_rate: 100%, open_for: 10s }}\nroutes:\n  - {{ path: /svc, upstream: slow }}\n",
+        "upstreams:\n  slow: {{ backends: [\"{}\"], breaker: slow }}\nbreakers:\n  slow: {{ consecutive_failures: off, failure_rate: off, minimum_calls: 4, slow_call_duration: 50ms, slow_call_rate: 100%, open_for: 10s }}\nroutes:\n  - {{ path: /svc, upstream: slow, auth: none }}\n",
         origin.addr
     );
     let gateway = TestGateway::start(&config).await;
@@ -363,7 +363,7 @@ async fn one_dead_backend_of_two_costs_no_request() {
     let alive = TestUpstream::start(Mode::Echo).await;
     let dead: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let config = format!(
-        "upstreams:\n  pair: {{ backends: [\"{dead}\", \"{}\"], breaker: fast }}\n{FAST_BREAKER}routes:\n  - {{ path: /svc, upstream: pair }}\n",
+        "upstreams:\n  pair: {{ backends: [\"{dead}\", \"{}\"], breaker: fast }}\n{FAST_BREAKER}routes:\n  - {{ path: /svc, upstream: pair, auth: none }}\n",
         alive.addr
     );
     let gateway = TestGateway::start(&config).await;
@@ -380,7 +380,7 @@ async fn one_dead_backend_of_two_costs_no_request() {
 async fn a_post_is_never_sent_twice() {
     let origin = TestUpstream::start(Mode::Echo).await;
     let config = format!(
-        "upstreams:\n  writes: {{ backends: [\"{}\"], breaker: fast, connect_retries: 3 }}\n{FAST_BREAKER}routes:\n  - {{ path: /svc, upstream: writes }}\n",
+        "upstreams:\n  writes: {{ backends: [\"{}\"], breaker: fast, connect_retries: 3 }}\n{FAST_BREAKER}routes:\n  - {{ path: /svc, upstream: writes, auth: none }}\n",
         origin.addr
     );
     let gateway = TestGateway::start(&config).await;

@@ -16,7 +16,11 @@ fn gateway() -> Command {
 }
 
 fn run(args: &[&str]) -> Output {
-    gateway().args(args).output().unwrap()
+    gateway()
+        .args(args)
+        .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
+        .output()
+        .unwrap()
 }
 
 /// Waits for a child to exit, failing the test after `deadline`.
@@ -46,6 +50,21 @@ fn check_accepts_the_shipped_config() {
 }
 
 #[test]
+fn check_needs_the_jwt_secret() {
+    let out = gateway()
+        .args(["check", "--config", "gateway.yaml"])
+        .env_remove("JWT_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("auth.jwt.secret_env: the environment variable JWT_SECRET is not set"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_lists_every_problem_and_fails() {
     let out = run(&[
         "check",
@@ -66,7 +85,7 @@ fn write_config(dir: &Path, listen: u16, admin: u16, backend: &str) -> String {
     std::fs::write(
         &path,
         format!(
-            "server: {{ listen: 127.0.0.1:{listen}, threads: 1, grace_period: 3s }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nupstreams:\n  slow: {{ backends: [\"{backend}\"] }}\nroutes:\n  - {{ path: /svc, upstream: slow }}\n"
+            "server: {{ listen: 127.0.0.1:{listen}, threads: 1, grace_period: 3s }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nupstreams:\n  slow: {{ backends: [\"{backend}\"] }}\nroutes:\n  - {{ path: /svc, upstream: slow, auth: none }}\n"
         ),
     )
     .unwrap();

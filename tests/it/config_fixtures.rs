@@ -50,7 +50,13 @@ fn every_invalid_fixture_is_rejected_with_the_expected_messages() {
 #[test]
 fn the_shipped_config_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("gateway.yaml");
-    let config = Config::load(&path).unwrap();
+    let text = std::fs::read_to_string(path).unwrap();
+    let env = |name: &str| (name == "JWT_SECRET").then(|| "s".repeat(32));
+    let config = Config::parse_with_env(&text, &env).unwrap();
+    let auth = config.auth.as_ref().unwrap();
+    assert_eq!(&*auth.upstream, "users");
+    assert_eq!(auth.path, "/auth");
+    assert_eq!(auth.cache.capacity, 100_000);
     assert_eq!(config.server.listen.port(), 8888);
     let users = config.upstream("users").unwrap();
     assert_eq!(users.policy.consecutive_failures, Some(5));
@@ -62,7 +68,7 @@ fn the_shipped_config_is_valid() {
 #[test]
 fn defaults_fill_every_omitted_key() {
     let config = Config::parse(
-        "upstreams:\n  a: { backends: [127.0.0.1:1] }\nroutes:\n  - { path: /, upstream: a }\n",
+        "upstreams:\n  a: { backends: [127.0.0.1:1] }\nroutes:\n  - { path: /, upstream: a, auth: none }\n",
     )
     .unwrap();
     assert_eq!(config.server.listen.to_string(), "0.0.0.0:8888");

@@ -5,6 +5,7 @@
 
 mod support;
 
+mod auth;
 mod breaker;
 mod cli;
 mod config_fixtures;

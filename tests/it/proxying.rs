@@ -7,7 +7,7 @@ use crate::support::{Mode, TestGateway, TestUpstream, client, raw_request};
 
 fn config(users: &TestUpstream) -> String {
     format!(
-        "upstreams:\n  users: {{ backends: [\"{}\"] }}\nroutes:\n  - {{ path: /user, methods: [POST], upstream: users, auth: none }}\n  - {{ path: /user, upstream: users }}\n  - {{ path: /only-get, methods: [GET, HEAD], upstream: users }}\n",
+        "upstreams:\n  users: {{ backends: [\"{}\"] }}\nroutes:\n  - {{ path: /user, methods: [POST], upstream: users, auth: none }}\n  - {{ path: /user, upstream: users, auth: none }}\n  - {{ path: /only-get, methods: [GET, HEAD], upstream: users, auth: none }}\n",
         users.addr
     )
 }

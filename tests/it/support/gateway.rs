@@ -52,7 +52,10 @@ impl TestGateway {
         let text = format!(
             "server: {{ listen: \"{addr}\", threads: 1, grace_period: 0s }}\nadmin: {{ listen: \"{admin}\" }}\n{body}"
         );
-        let config = Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e:?}\n{text}"));
+        super::logs::capture();
+        let env = |name: &str| (name == "JWT_SECRET").then(|| super::users::JWT_SECRET.to_owned());
+        let config = Config::parse_with_env(&text, &env)
+            .unwrap_or_else(|e| panic!("test config: {e:?}\n{text}"));
         let server = GatewayServer::build(&config).unwrap();
         let (tx, rx) = mpsc::channel(1);
         let thread = std::thread::spawn(move || {

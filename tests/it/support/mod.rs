@@ -1,12 +1,15 @@
 //! Shared test support: real origins, the real gateway, bounded polling, metric lookups.
 
 pub mod gateway;
+pub mod logs;
 pub mod upstream;
+pub mod users;
 
 use std::{future::Future, time::Duration};
 
 pub use gateway::{TestGateway, free_port};
 pub use upstream::{Mode, TestUpstream};
+pub use users::TestUsers;
 
 /// Polls `check` until it holds, failing the test after `deadline`. Never a fixed sleep:
 /// it returns as soon as the condition is true.
