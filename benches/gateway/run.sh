@@ -1,0 +1,445 @@
+#!/usr/bin/env bash
+# Load benchmark of the gateway core (not a test): origin vs gateway vs nginx, plus
+# open-breaker rejections. Everything runs on 127.0.0.1 from a temp dir, on free ports,
+# and is stopped on exit.
+#
+# Usage (from anywhere):
+#   benches/gateway/run.sh
+#   DURATION=10s CONNECTIONS=50 THREADS=2 ROUNDS=3 benches/gateway/run.sh
+#
+# Targets, measured interleaved A B C D, A B C D, ... (ROUNDS times, median reported):
+#   A  origin directly          nginx `return 200` with a small JSON body (origin.nginx.conf.in)
+#   B  gateway -> origin        release binary, gateway.yaml.in, server.threads 2, RUST_LOG=warn
+#   C  nginx   -> origin        nginx reverse proxy, upstream keepalive 64 (proxy.nginx.conf.in)
+#   D  gateway, open breaker    route whose only backend is a dead port; breaker tripped first
+#                               with curl (502 then 503), checked open via /admin/breakers;
+#                               every answer must be a 503 (checked via wrk and /metrics)
+# All targets get the same wrk command: wrk -tTHREADS -cCONNECTIONS -dDURATION --latency.
+#
+# Options (environment variables):
+#   DURATION=10s        wrk duration of each measured run
+#   CONNECTIONS=50      wrk connections          THREADS=2   wrk threads
+#   ROUNDS=3            interleaved rounds       WARMUP=2s   unmeasured warm-up per target
+#   PAUSE=1             seconds of rest between runs
+#   ORIGIN_WORKERS=1    nginx worker processes of the origin
+#   CLIENT_CPUS=        taskset CPU list for wrk (e.g. 0); empty = not pinned
+#   SERVER_CPUS=        taskset CPU list for origin, gateway and nginx proxy (e.g. 1)
+#   QUIET_WAIT=60       before each run, wait up to this many seconds for the machine to be
+#   QUIET_MAX=10        ...at most QUIET_MAX % busy (other work skews a 2-core box); 0 = skip
+#   PROFILE=0           1: afterwards, `perf record` the gateway during one more B run and
+#                       print its hottest symbols (needs perf)
+#   SKIP_BUILD=0        1: do not run `cargo build --release -p gateway`
+#   GATEWAY_BIN=        use this binary (implies SKIP_BUILD=1)
+#   OUT=                also write the markdown summary to this file
+#   KEEP_TMP=0          1: keep the temp dir (configs, logs, raw wrk output)
+#   CARGO_TARGET_DIR    default /var/tmp/gateway-target
+#
+# Needs: wrk, nginx (Debian: apt-get install -y wrk nginx-light; installed automatically when
+# running as root), curl, python3, cargo; taskset only with *_CPUS; perf only with PROFILE=1.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-50}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
+WARMUP=${WARMUP:-2s}
+PAUSE=${PAUSE:-1}
+ORIGIN_WORKERS=${ORIGIN_WORKERS:-1}
+CLIENT_CPUS=${CLIENT_CPUS:-}
+SERVER_CPUS=${SERVER_CPUS:-}
+QUIET_WAIT=${QUIET_WAIT:-60}
+QUIET_MAX=${QUIET_MAX:-10}
+PROFILE=${PROFILE:-0}
+SKIP_BUILD=${SKIP_BUILD:-0}
+GATEWAY_BIN=${GATEWAY_BIN:-}
+OUT=${OUT:-}
+KEEP_TMP=${KEEP_TMP:-0}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/gateway-target}
+
+REQUEST_PATH=/path/42
+DEAD_PATH=/dead/42
+BODY='{"endpoint":"4 Pawling Point","id":42,"startpoint":"63 Sunfield Way"}'
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- tools
+install_hint="apt-get install -y wrk nginx-light"
+missing=()
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing ${missing[*]} from Debian's packages"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}" >/dev/null
+  else
+    die "missing ${missing[*]}; install them with: sudo $install_hint"
+  fi
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+WRK=$(command -v wrk)
+for tool in curl python3; do
+  command -v "$tool" >/dev/null 2>&1 || die "$tool is required (apt-get install -y $tool)"
+done
+PIN_CLIENT=()
+PIN_SERVER=()
+if [ -n "$CLIENT_CPUS$SERVER_CPUS" ]; then
+  command -v taskset >/dev/null 2>&1 || die "taskset is required for *_CPUS (apt-get install -y util-linux)"
+  if [ -n "$CLIENT_CPUS" ]; then PIN_CLIENT=(taskset -c "$CLIENT_CPUS"); fi
+  if [ -n "$SERVER_CPUS" ]; then PIN_SERVER=(taskset -c "$SERVER_CPUS"); fi
+fi
+if [ "$PROFILE" = 1 ]; then
+  command -v perf >/dev/null 2>&1 || die "PROFILE=1 needs perf (apt-get install -y linux-perf)"
+fi
+
+# ---------------------------------------------------------------- gateway binary
+if [ -n "$GATEWAY_BIN" ]; then
+  SKIP_BUILD=1
+else
+  GATEWAY_BIN=$CARGO_TARGET_DIR/release/gateway
+fi
+if [ "$SKIP_BUILD" != 1 ]; then
+  say "building: (cd $ROOT && CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --release -p gateway)"
+  (cd "$ROOT" && cargo build --release -p gateway)
+fi
+[ -x "$GATEWAY_BIN" ] || die "no gateway binary at $GATEWAY_BIN (build it: cargo build --release -p gateway)"
+
+# ---------------------------------------------------------------- temp dir, ports, cleanup
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/gateway-bench.XXXXXX")
+chmod 755 "$TMP" # nginx workers may run as an unprivileged user
+ORIGIN_PID=""
+PROXY_PID=""
+GATEWAY_PID=""
+
+stop() { # pid signal
+  local pid=$1 sig=$2 i
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  kill "-$sig" "$pid" 2>/dev/null || true
+  for i in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop "$GATEWAY_PID" INT # SIGINT: the gateway's immediate shutdown
+  stop "$PROXY_PID" TERM  # SIGTERM: nginx fast shutdown (master stops its workers)
+  stop "$ORIGIN_PID" TERM
+  if [ "$KEEP_TMP" = 1 ]; then
+    say "temp dir kept: $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Five distinct free loopback ports; the last one stays unbound (the dead backend).
+read -r ORIGIN_PORT GATEWAY_PORT ADMIN_PORT PROXY_PORT DEAD_PORT < <(python3 - <<'PY'
+import socket
+socks = []
+for _ in range(5):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+)
+
+render() { # template output
+  sed -e "s|@TMP@|$TMP|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" -e "s|@GATEWAY_PORT@|$GATEWAY_PORT|g" \
+    -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" -e "s|@PROXY_PORT@|$PROXY_PORT|g" -e "s|@DEAD_PORT@|$DEAD_PORT|g" \
+    -e "s|@ORIGIN_WORKERS@|$ORIGIN_WORKERS|g" -e "s|@BODY@|$BODY|g" "$1" > "$2"
+}
+render "$HERE/origin.nginx.conf.in" "$TMP/origin.conf"
+render "$HERE/proxy.nginx.conf.in" "$TMP/proxy.conf"
+render "$HERE/gateway.yaml.in" "$TMP/gateway.yaml"
+mkdir -p "$TMP/origin-temp" "$TMP/proxy-temp"
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { # port pid name
+  local i
+  for i in $(seq 100); do
+    port_open "$1" && return 0
+    kill -0 "$2" 2>/dev/null || die "$3 exited at start; see its log in $TMP (KEEP_TMP=1 keeps it)"
+    sleep 0.1
+  done
+  die "$3 did not listen on 127.0.0.1:$1 within 10 s"
+}
+
+# ---------------------------------------------------------------- start the servers
+for name in origin proxy; do
+  "$NGINX" -t -q -p "$TMP/" -e "$TMP/$name.error.log" -c "$TMP/$name.conf" \
+    || die "nginx rejects $TMP/$name.conf"
+done
+"${PIN_SERVER[@]}" "$NGINX" -p "$TMP/" -e "$TMP/origin.error.log" -c "$TMP/origin.conf" &
+ORIGIN_PID=$!
+"${PIN_SERVER[@]}" "$NGINX" -p "$TMP/" -e "$TMP/proxy.error.log" -c "$TMP/proxy.conf" &
+PROXY_PID=$!
+"$GATEWAY_BIN" check --config "$TMP/gateway.yaml" >/dev/null || die "gateway rejects $TMP/gateway.yaml"
+RUST_LOG=warn "${PIN_SERVER[@]}" "$GATEWAY_BIN" --config "$TMP/gateway.yaml" > "$TMP/gateway.log" 2>&1 &
+GATEWAY_PID=$!
+wait_port "$ORIGIN_PORT" "$ORIGIN_PID" "origin nginx"
+wait_port "$PROXY_PORT" "$PROXY_PID" "proxy nginx"
+wait_port "$GATEWAY_PORT" "$GATEWAY_PID" "gateway"
+wait_port "$ADMIN_PORT" "$GATEWAY_PID" "gateway admin"
+port_open "$DEAD_PORT" && die "something listens on the 'dead' port $DEAD_PORT; run again"
+
+declare -A URL=(
+  [A]="http://127.0.0.1:$ORIGIN_PORT$REQUEST_PATH"
+  [B]="http://127.0.0.1:$GATEWAY_PORT$REQUEST_PATH"
+  [C]="http://127.0.0.1:$PROXY_PORT$REQUEST_PATH"
+  [D]="http://127.0.0.1:$GATEWAY_PORT$DEAD_PATH"
+)
+declare -A NAME=(
+  [A]="A origin direct"
+  [B]="B gateway -> origin"
+  [C]="C nginx -> origin"
+  [D]="D gateway, open breaker (503)"
+)
+
+# Each proxied target must answer 200 with the origin's exact body.
+for t in A B C; do
+  got=$(curl -sS --max-time 5 -w '\n%{http_code}' "${URL[$t]}") || die "${NAME[$t]}: curl failed"
+  [ "$got" = "$BODY"$'\n'"200" ] || die "${NAME[$t]}: unexpected answer: $got"
+done
+headers=$(curl -sS -D - -o /dev/null --max-time 5 "${URL[B]}") || die "gateway: curl failed"
+grep -qi '^x-request-id:' <<<"$headers" || die "the gateway's answer has no x-request-id: is it really the gateway?"
+
+# ---------------------------------------------------------------- trip the breaker
+admin() { curl -sS --max-time 5 "http://127.0.0.1:$ADMIN_PORT$1"; }
+breaker_state() { # upstream -> state of its (only) backend
+  admin /admin/breakers | python3 -c '
+import json, sys
+report = json.load(sys.stdin)
+print(next((b["state"] for u in report["upstreams"] if u["name"] == sys.argv[1] for b in u["backends"]), "missing"))
+' "$1"
+}
+# status -> count of gateway_requests_total for route $1 (a JSON object)
+route_statuses() {
+  admin /metrics | python3 -c '
+import json, re, sys
+counts = {}
+for line in sys.stdin:
+    if line.startswith("gateway_requests_total{") and ("route=\"%s\"" % sys.argv[1]) in line:
+        status = re.search(r"status=\"([^\"]*)\"", line).group(1)
+        counts[status] = counts.get(status, 0) + int(float(line.rsplit(" ", 1)[1]))
+print(json.dumps(counts, sort_keys=True))
+' "$1"
+}
+trip=()
+for i in 1 2 3 4; do
+  trip+=("$(curl -sS -o /dev/null --max-time 5 -w '%{http_code}' "${URL[D]}")")
+done
+TRIP_STATUSES="${trip[*]}"
+state=$(breaker_state dead)
+[ "$state" = open ] || die "breaker of upstream 'dead' is '$state' after curl statuses $TRIP_STATUSES (want open)"
+[ "${trip[0]}" = 502 ] && [ "${trip[3]}" = 503 ] \
+  || die "tripping answered $TRIP_STATUSES (want 502 first, then 503)"
+
+# ---------------------------------------------------------------- measuring
+CLK_TCK=$(getconf CLK_TCK)
+WRK_CMD=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d$DURATION" --latency -s "$HERE/report.lua")
+
+cpu_busy_total() { # "busy total" jiffies over all CPUs
+  awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat
+}
+proc_ticks() { # utime+stime of the given pids (all threads); 0 for vanished ones
+  local pid sum=0 stat rest
+  for pid in "$@"; do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    rest=${stat##*) }
+    sum=$((sum + $(awk '{ print $12 + $13 }' <<<"$rest")))
+  done
+  echo "$sum"
+}
+origin_accepts() { # connections the origin accepted so far, not counting this query's
+  curl -sS --max-time 5 "http://127.0.0.1:$ORIGIN_PORT/__stub_status" | awk 'NR == 3 { print $1 - 1 }'
+}
+tree() { echo "$1" $(ps -o pid= --ppid "$1" 2>/dev/null); } # nginx master and its workers
+
+wait_quiet() { # prints the busy % of the last 1 s sample
+  local waited=0 b0 t0 b1 t1 pct
+  while :; do
+    read -r b0 t0 < <(cpu_busy_total); sleep 1; read -r b1 t1 < <(cpu_busy_total)
+    pct=$(( (b1 - b0) * 100 / (t1 - t0 > 0 ? t1 - t0 : 1) ))
+    if [ "$QUIET_WAIT" = 0 ] || [ "$pct" -le "$QUIET_MAX" ] || [ "$waited" -ge "$QUIET_WAIT" ]; then
+      echo "$pct"; return
+    fi
+    waited=$((waited + 1))
+  done
+}
+
+RESULTS=$TMP/results.tsv
+: > "$RESULTS"
+run=0
+# measure ROUND TARGET [DURATION]: one wrk run, one line in $RESULTS (round 0 = warm-up, not kept)
+measure() {
+  local round=$1 t=$2 dur=${3:-$DURATION} out idle b0 t0 b1 t1 gw0 gw1 or0 or1 px0 px1 line
+  run=$((run + 1))
+  out=$TMP/wrk.$run.$t.txt
+  idle=$(wait_quiet)
+  local before_dead=""
+  [ "$t" = D ] && [ "$round" != 0 ] && before_dead=$(route_statuses /dead)
+  local acc0 acc1
+  acc0=$(origin_accepts)
+  read -r b0 t0 < <(cpu_busy_total)
+  gw0=$(proc_ticks "$GATEWAY_PID"); or0=$(proc_ticks $(tree "$ORIGIN_PID")); px0=$(proc_ticks $(tree "$PROXY_PID"))
+  { TIMEFORMAT='%U %S'; time "${PIN_CLIENT[@]}" "$WRK" "-t$THREADS" "-c$CONNECTIONS" "-d$dur" --latency \
+      -s "$HERE/report.lua" "${URL[$t]}" > "$out" 2>&1; } 2> "$out.time" || die "wrk failed: $(cat "$out")"
+  read -r b1 t1 < <(cpu_busy_total)
+  gw1=$(proc_ticks "$GATEWAY_PID"); or1=$(proc_ticks $(tree "$ORIGIN_PID")); px1=$(proc_ticks $(tree "$PROXY_PID"))
+  acc1=$(origin_accepts)
+  line=$(grep '^WRK_RESULT' "$out") || die "no WRK_RESULT in $out: $(cat "$out")"
+  local dead_check="-"
+  if [ -n "$before_dead" ]; then
+    dead_check=$(python3 -c '
+import json, sys
+a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+d = {k: b.get(k, 0) - a.get(k, 0) for k in set(a) | set(b) if b.get(k, 0) != a.get(k, 0)}
+print(",".join("%s:%d" % kv for kv in sorted(d.items())) or "none")
+' "$before_dead" "$(route_statuses /dead)")
+  fi
+  # round target rps p50 p90 p99 max requests non2xx sockerr gw_us/req origin_us/req proxy_us/req
+  # wrk_us/req busy% bg% idle_before% dead_statuses origin_conns_opened
+  awk -v round="$round" -v t="$t" -v hz="$CLK_TCK" -v b="$((b1 - b0))" -v tot="$((t1 - t0))" \
+      -v acc="$((acc1 - acc0 - 1))" \
+      -v gw="$((gw1 - gw0))" -v org="$((or1 - or0))" -v px="$((px1 - px0))" \
+      -v wrkcpu="$(cat "$out.time")" -v idle="$idle" -v dead="$dead_check" -v line="$line" '
+    BEGIN {
+      n = split(line, kv, /[ =]/); for (i = 2; i < n; i += 2) r[kv[i]] = kv[i + 1]
+      split(wrkcpu, w, " "); wrk_j = (w[1] + w[2]) * hz
+      req = r["requests"]; rps = req / (r["duration_us"] / 1e6)
+      per = (req > 0) ? 1e6 / hz / req : 0
+      bg = (tot > 0) ? (b - gw - org - px - wrk_j) * 100 / tot : 0
+      printf "%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%s\t%s\t%d\n",
+        round, t, rps, r["p50_us"], r["p90_us"], r["p99_us"], r["max_us"], req, r["non2xx"],
+        r["connect_err"] + r["read_err"] + r["write_err"] + r["timeout_err"],
+        gw * per, org * per, px * per, wrk_j * per, (tot > 0 ? b * 100 / tot : 0), (bg < 0 ? 0 : bg), idle, dead, acc
+    }' >> "$RESULTS"
+  tail -n 1 "$RESULTS" | awk -F'\t' -v name="${NAME[$t]}" '{
+    printf "  %-5s %-30s %8s req/s  p50 %6.2f ms  p99 %6.2f ms  non2xx %-8s sockerr %-3s cpu/req: gw %.0f us, nginx-proxy %.0f us, origin %.0f us, wrk %.0f us | machine %s%% busy, other %s%%, %s%% before | origin conns opened %s%s\n",
+      ($1 == 0 ? "warm" : "r" $1), name, $3, $4 / 1000, $6 / 1000, $9, $10, $11, $13, $12, $14, $15, $16, $17, $19,
+      ($18 == "-" ? "" : " | /dead statuses: " $18) }'
+  sleep "$PAUSE"
+}
+
+# ---------------------------------------------------------------- header
+GIT_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || GIT_REV="$GIT_REV+local changes"
+COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS ROUNDS=$ROUNDS WARMUP=$WARMUP ORIGIN_WORKERS=$ORIGIN_WORKERS"
+[ -n "$CLIENT_CPUS" ] && COMMAND+=" CLIENT_CPUS=$CLIENT_CPUS"
+[ -n "$SERVER_CPUS" ] && COMMAND+=" SERVER_CPUS=$SERVER_CPUS"
+COMMAND+=" benches/gateway/run.sh"
+say "== gateway core benchmark"
+say "command:  $COMMAND"
+say "wrk:      ${PIN_CLIENT[*]:+${PIN_CLIENT[*]} }${WRK_CMD[*]} <url>   (same for every target)"
+for t in A B C D; do say "  ${NAME[$t]}: ${URL[$t]}"; done
+say "machine:  $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
+say "versions: $("$WRK" -v 2>&1 | head -1 | cut -d' ' -f1-2), $("$NGINX" -v 2>&1 | cut -d' ' -f3), gateway $GIT_REV ($GATEWAY_BIN)"
+say "pinning:  wrk ${CLIENT_CPUS:-unpinned}, servers ${SERVER_CPUS:-unpinned}; origin nginx $ORIGIN_WORKERS worker(s), proxy nginx 2 workers, gateway server.threads 2"
+say "breaker:  tripped with curl -> $TRIP_STATUSES; /admin/breakers says 'dead' is $state"
+say "temp dir: $TMP"
+say ""
+
+say "== warm-up ($WARMUP each, not kept)"
+for t in A B C D; do measure 0 "$t" "$WARMUP"; done
+say "== $ROUNDS rounds of $DURATION per target, interleaved"
+for round in $(seq "$ROUNDS"); do
+  for t in A B C D; do measure "$round" "$t"; done
+done
+state_after=$(breaker_state dead)
+
+if [ "$PROFILE" = 1 ]; then
+  say ""
+  say "== profile: perf record -F 999 -p <gateway> during one more B run ($DURATION)"
+  perf record -q -F 999 -p "$GATEWAY_PID" -o "$TMP/perf.data" 2>"$TMP/perf.log" &
+  perf_pid=$!
+  sleep 0.5
+  measure P B
+  kill -INT "$perf_pid" 2>/dev/null || true
+  wait "$perf_pid" 2>/dev/null || true
+  perf report -q -i "$TMP/perf.data" --no-children --sort dso --stdio 2>/dev/null | head -12 || true
+  say ""
+  perf report -q -i "$TMP/perf.data" --no-children --sort symbol --stdio 2>/dev/null | head -45 || true
+  sed -i '/^P\t/d' "$RESULTS"
+fi
+
+# ---------------------------------------------------------------- summary
+# median col target -> value (mean of the two middle ones for an even count)
+median() {
+  awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { print $c }' "$RESULTS" | sort -g \
+    | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } m = int((NR + 1) / 2); print (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'
+}
+range() { # col target -> "min-max"
+  awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { if (n++ == 0 || $c < lo) lo = $c; if ($c > hi) hi = $c } END { printf "%d-%d", lo, hi }' "$RESULTS"
+}
+sum() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { s += $c } END { print s + 0 }' "$RESULTS"; }
+ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
+
+for t in A B C D; do
+  declare "RPS_$t=$(median 3 "$t")" "P50_$t=$(median 4 "$t")" "P99_$t=$(median 6 "$t")"
+done
+D_REQ=$(sum 8 D); D_NON2XX=$(sum 9 D); D_SOCKERR=$(sum 10 D)
+D_STATUSES=$(awk -F'\t' '$1 > 0 && $2 == "D" { print $18 }' "$RESULTS" | sort -u | paste -sd' ')
+B_NON2XX=$(sum 9 B); C_NON2XX=$(sum 9 C); A_NON2XX=$(sum 9 A)
+SOCKERR_ABC=$(( $(sum 10 A) + $(sum 10 B) + $(sum 10 C) ))
+if [ "$D_NON2XX" = "$D_REQ" ] && [[ "$D_STATUSES" =~ ^(503:[0-9]+ ?)+$ ]]; then
+  D_VERDICT="all $D_REQ answers non-2xx per wrk, and /metrics counted only 503s on /dead"
+else
+  D_VERDICT="NOT all 503: wrk non-2xx $D_NON2XX of $D_REQ, /metrics deltas: $D_STATUSES"
+fi
+
+read -r RATIO_TPUT ADDED_P99 NGINX_ADDED_P99 RATIO_REJ < <(awk -v a="$RPS_A" -v b="$RPS_B" -v c="$RPS_C" -v d="$RPS_D" \
+  -v pa="$P99_A" -v pb="$P99_B" -v pc="$P99_C" \
+  'BEGIN { printf "%.2f %.2f %.2f %.2f\n", b / c, (pb - pa) / 1000, (pc - pa) / 1000, d / b }')
+verdict() { awk -v v="$1" -v op="$2" -v goal="$3" 'BEGIN { ok = (op == ">=") ? v >= goal : v <= goal; print ok ? "met" : "MISSED" }'; }
+V1=$(verdict "$RATIO_TPUT" ">=" 1.1); V2=$(verdict "$ADDED_P99" "<=" 0.5); V3=$(verdict "$RATIO_REJ" ">=" 2)
+
+cpu_med() { awk -v v="$(median "$1" "$2")" 'BEGIN { printf "%.0f", v }'; }
+BG_MAX=$(awk -F'\t' '$1 > 0 { if ($16 > m) m = $16 } END { print m + 0 }' "$RESULTS")
+
+{
+  say "Command: \`$COMMAND\`"
+  say ""
+  say "Median of $ROUNDS interleaved rounds (A B C D per round), wrk -t$THREADS -c$CONNECTIONS -d$DURATION, GET $REQUEST_PATH (${#BODY}-byte JSON body)."
+  say ""
+  say "| target | req/s (median) | req/s range | p50 | p99 | server CPU per request |"
+  say "| --- | ---: | ---: | ---: | ---: | --- |"
+  say "| A origin direct (nginx \`return 200\`) | $RPS_A | $(range 3 A) | $(ms "$P50_A") | $(ms "$P99_A") | origin $(cpu_med 12 A) µs |"
+  say "| B gateway → origin | $RPS_B | $(range 3 B) | $(ms "$P50_B") | $(ms "$P99_B") | gateway $(cpu_med 11 B) µs + origin $(cpu_med 12 B) µs |"
+  say "| C nginx → origin (keepalive 64) | $RPS_C | $(range 3 C) | $(ms "$P50_C") | $(ms "$P99_C") | nginx proxy $(cpu_med 13 C) µs + origin $(cpu_med 12 C) µs |"
+  say "| D gateway, open breaker → 503 | $RPS_D | $(range 3 D) | $(ms "$P50_D") | $(ms "$P99_D") | gateway $(cpu_med 11 D) µs |"
+  say ""
+  say "| target (product owner) | measured | verdict |"
+  say "| --- | ---: | --- |"
+  say "| gateway / nginx throughput ≥ 1.10 | $RATIO_TPUT | $V1 |"
+  say "| gateway-added p99 = p99(B) − p99(A) ≤ 0.5 ms | $ADDED_P99 ms | $V2 |"
+  say "| open-breaker rejections / proxied throughput ≥ 2.0 | $RATIO_REJ | $V3 |"
+  say ""
+  say "- For comparison, nginx-added p99 = p99(C) − p99(A) = $NGINX_ADDED_P99 ms."
+  say "- Rejections (D): $D_VERDICT; socket errors $D_SOCKERR. Breaker tripped by curl ($TRIP_STATUSES), state before: $state, after: $state_after."
+  say "- Non-2xx on A/B/C: $A_NON2XX/$B_NON2XX/$C_NON2XX; socket errors on A/B/C: $SOCKERR_ABC."
+  say "- Pinning: wrk ${CLIENT_CPUS:-unpinned}, servers ${SERVER_CPUS:-unpinned}. Highest CPU share of other processes during a run: ${BG_MAX}% of the machine."
+} > "$TMP/summary.md"
+
+say ""
+say "== summary (markdown)"
+cat "$TMP/summary.md"
+say ""
+say "== per-run figures (round target rps p50_us p90_us p99_us max_us requests non2xx sockerr gw_us/req origin_us/req proxy_us/req wrk_us/req busy% other% idle_before% dead_statuses origin_conns_opened)"
+cat "$RESULTS"
+if [ -n "$OUT" ]; then
+  cp "$TMP/summary.md" "$OUT"
+  say "summary written to $OUT"
+fi
