@@ -11,6 +11,7 @@ use pingora::{apps::http_app::ServeHttp, protocols::http::ServerSession};
 use serde::Serialize;
 
 use crate::{
+    cache::ResponseCache,
     metrics,
     proxy::State,
     upstream::breaker::{BreakerSnapshot, Transition},
@@ -18,11 +19,12 @@ use crate::{
 
 pub struct Admin {
     state: Arc<ArcSwap<State>>,
+    cache: Arc<ResponseCache>,
 }
 
 impl Admin {
-    pub fn new(state: Arc<ArcSwap<State>>) -> Self {
-        Admin { state }
+    pub fn new(state: Arc<ArcSwap<State>>, cache: Arc<ResponseCache>) -> Self {
+        Admin { state, cache }
     }
 
     /// The response for a method and path; separate from the socket for unit tests.
@@ -40,11 +42,14 @@ impl Admin {
             );
         }
         match path {
-            "/metrics" => (
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                metrics::render(),
-            ),
+            "/metrics" => {
+                self.cache.report_usage();
+                (
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    metrics::render(),
+                )
+            }
             "/healthz" => (StatusCode::OK, JSON, br#"{"status":"ok"}"#.to_vec()),
             "/admin/breakers" => {
                 let report = breakers_report(&self.state.load(), Instant::now());

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod metrics;
 pub mod proxy;

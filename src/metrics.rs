@@ -127,6 +127,50 @@ pub static AUTH_DURATION: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
     }
 });
 
+pub static CACHE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_cache_requests_total",
+        "GET/HEAD requests on cached routes, by how the cache answered: hit, miss, stale, bypass.",
+        &["route", "result"],
+    )
+});
+
+pub static CACHE_STORE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_cache_store_errors_total",
+        "Cache store operations that failed or timed out (the request went on uncached).",
+        &["store"],
+    )
+});
+
+pub static CACHE_STORE_AVAILABLE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "gateway_cache_store_available",
+        "1 while the cache store answers, 0 while it is down or being reconnected.",
+        &["store"],
+    )
+});
+
+pub static CACHE_ENTRIES: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    match prometheus::IntGauge::new(
+        "gateway_cache_entries",
+        "Entries held by the memory cache store.",
+    ) {
+        Ok(metric) => register(metric),
+        Err(e) => unreachable_metric("gateway_cache_entries", e),
+    }
+});
+
+pub static CACHE_BYTES: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    match prometheus::IntGauge::new(
+        "gateway_cache_bytes",
+        "Bytes held by the memory cache store.",
+    ) {
+        Ok(metric) => register(metric),
+        Err(e) => unreachable_metric("gateway_cache_bytes", e),
+    }
+});
+
 /// Methods outside the standard set share one label value, keeping cardinality bounded.
 pub fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -164,6 +208,11 @@ pub fn render() -> Vec<u8> {
     LazyLock::force(&TOKEN_CACHE);
     LazyLock::force(&AUTH_REQUESTS);
     LazyLock::force(&AUTH_DURATION);
+    LazyLock::force(&CACHE_REQUESTS);
+    LazyLock::force(&CACHE_STORE_ERRORS);
+    LazyLock::force(&CACHE_STORE_AVAILABLE);
+    LazyLock::force(&CACHE_ENTRIES);
+    LazyLock::force(&CACHE_BYTES);
     let mut buffer = Vec::new();
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buffer);

@@ -7,15 +7,20 @@ use std::{collections::HashMap, sync::Arc};
 
 use http::Method;
 
-use crate::config::{AuthMode, RouteSpec};
+use crate::config::{AuthMode, RouteCachePolicy, RouteSpec};
 
 /// A route as the request path needs it.
 #[derive(Debug, Clone)]
 pub struct Route {
     pub id: Arc<str>,
+    /// The route's configured path (its cache namespace).
+    pub path: Arc<str>,
     pub upstream: usize,
     pub auth: AuthMode,
-    methods: Option<Vec<Method>>,
+    pub cache: Option<RouteCachePolicy>,
+    /// Route paths a successful write here invalidates, its own first.
+    pub invalidates: Arc<[Arc<str>]>,
+    methods: Option<Arc<[Method]>>,
 }
 
 impl Route {
@@ -47,9 +52,12 @@ impl Router {
         for spec in routes {
             by_prefix.entry(spec.path.clone()).or_default().push(Route {
                 id: spec.id.clone(),
+                path: Arc::from(spec.path.as_str()),
                 upstream: spec.upstream,
                 auth: spec.auth,
-                methods: spec.methods.clone(),
+                cache: spec.cache,
+                invalidates: Arc::from(spec.invalidates.as_slice()),
+                methods: spec.methods.as_deref().map(Arc::from),
             });
         }
         Router { by_prefix }
@@ -68,7 +76,7 @@ impl Router {
             }
             if allow.is_empty() {
                 for route in candidates {
-                    for m in route.methods.iter().flatten() {
+                    for m in route.methods.iter().flat_map(|m| m.iter()) {
                         if !allow.contains(m) {
                             allow.push(m.clone());
                         }

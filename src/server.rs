@@ -11,14 +11,18 @@ use std::{
 
 use arc_swap::ArcSwap;
 use pingora::{
-    server::{RunArgs, Server, ShutdownSignalWatch, configuration::ServerConf},
-    services::listening::Service,
+    server::{RunArgs, Server, ShutdownSignalWatch, ShutdownWatch, configuration::ServerConf},
+    services::{
+        background::{BackgroundService, background_service},
+        listening::Service,
+    },
 };
 use pingora_proxy::http_proxy_service_with_name;
 
 use crate::{
     admin::Admin,
     auth::{JwtVerifier, TokenProvider, exchange::UsersTokenSource},
+    cache::ResponseCache,
     config::Config,
     proxy::{Gateway, State},
 };
@@ -28,6 +32,8 @@ use crate::{
 pub enum StartError {
     #[error("{key} {addr} is already in use by another process")]
     AddressInUse { key: &'static str, addr: SocketAddr },
+    #[error("cache store: {0}")]
+    Cache(crate::cache::StoreError),
     #[error("{key} {addr} cannot be bound: {source}")]
     Bind {
         key: &'static str,
@@ -79,17 +85,23 @@ impl GatewayServer {
                 settings.cache,
             ))
         });
+        let cache = Arc::new(ResponseCache::new(&config.cache).map_err(StartError::Cache)?);
         let mut proxy = http_proxy_service_with_name(
             &server.configuration,
-            Gateway::new(state.clone(), auth),
+            Gateway::new(state.clone(), auth, cache.clone()),
             "gateway",
         );
         proxy.add_tcp(&config.server.listen.to_string());
-        let mut admin = Service::new("admin".to_owned(), Admin::new(state.clone()));
+        let cache_for_warm_up = cache.clone();
+        let mut admin = Service::new("admin".to_owned(), Admin::new(state.clone(), cache));
         admin.threads = Some(1);
         admin.add_tcp(&config.admin.listen.to_string());
         server.add_service(proxy);
         server.add_service(admin);
+        server.add_service(background_service(
+            "cache store",
+            StoreConnector(cache_for_warm_up),
+        ));
         Ok(GatewayServer { server, state })
     }
 
@@ -104,6 +116,19 @@ impl GatewayServer {
     /// then exits the process.
     pub fn run_forever(self) -> ! {
         self.server.run_forever()
+    }
+}
+
+/// Connects a remote cache store when the server starts, so the first requests need not
+/// go uncached while it connects. Its runtime lives until shutdown, and with it the
+/// connection's driver task.
+struct StoreConnector(Arc<ResponseCache>);
+
+#[async_trait::async_trait]
+impl BackgroundService for StoreConnector {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.0.connect();
+        let _ = shutdown.changed().await;
     }
 }
 

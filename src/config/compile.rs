@@ -11,9 +11,13 @@ use std::{
 use http::Method;
 
 use super::{
-    AdminSettings, AuthMode, AuthSettings, BackendSpec, Config, ConfigError, RouteSpec, Secret,
-    ServerSettings, StatusSet, UpstreamSpec,
-    file::{AuthConfig, BreakerConfig, GatewayConfig, RouteConfig, UpstreamConfig},
+    AdminSettings, AuthMode, AuthSettings, BackendSpec, CacheScope, CacheSettings, Config,
+    ConfigError, RouteCachePolicy, RouteSpec, Secret, ServerSettings, StatusSet, StoreSettings,
+    UpstreamSpec,
+    file::{
+        AuthConfig, BreakerConfig, CacheStoreConfig, CacheStoreKind, GatewayConfig, RouteConfig,
+        UpstreamConfig,
+    },
     source_map::SourceMap,
 };
 use crate::upstream::breaker::BreakerPolicy;
@@ -149,6 +153,17 @@ pub(super) fn compile(
             }
         }
     }
+    let cache = cache_settings(&mut problems, &shape.cache);
+    for (index, config) in shape.routes.iter().enumerate() {
+        for (item, target) in config.invalidates.iter().enumerate() {
+            if !shape.routes.iter().any(|r| r.path.trim() == target.trim()) {
+                problems.add(
+                    format!("routes[{index}].invalidates[{item}]"),
+                    format!("no route has the path {target:?}"),
+                );
+            }
+        }
+    }
     let mut ids = HashSet::new();
     for (index, route) in routes.iter().enumerate() {
         if !ids.insert(route.id.clone()) {
@@ -162,7 +177,7 @@ pub(super) fn compile(
     if !problems.errors.is_empty() {
         return Err(problems.errors);
     }
-    let (Some(listen), Some(admin_listen)) = (listen, admin_listen) else {
+    let (Some(listen), Some(admin_listen), Some(cache)) = (listen, admin_listen, cache) else {
         return Err(problems.errors);
     };
     Ok(Config {
@@ -177,6 +192,107 @@ pub(super) fn compile(
         upstreams,
         routes,
         auth,
+        cache,
+    })
+}
+
+/// Redis keeps generation counters a day; an entry must never outlive them, or a counter
+/// that expired and restarted could make an old entry current again.
+const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+fn cache_settings(problems: &mut Problems<'_>, config: &CacheStoreConfig) -> Option<CacheSettings> {
+    let before = problems.errors.len();
+    let store = match config.store {
+        CacheStoreKind::Memory => StoreSettings::Memory,
+        CacheStoreKind::Redis => {
+            if !(config.redis_url.starts_with("redis://")
+                || config.redis_url.starts_with("rediss://"))
+            {
+                problems.add(
+                    "cache.redis_url",
+                    format!(
+                        "invalid Redis URL {:?}; expected redis://host:port/db",
+                        config.redis_url
+                    ),
+                );
+            }
+            if config.redis_timeout.0.is_zero() {
+                problems.add("cache.redis_timeout", "must be greater than zero");
+            }
+            StoreSettings::Redis {
+                url: config.redis_url.clone(),
+                timeout: config.redis_timeout.0,
+                key_prefix: config.key_prefix.clone(),
+            }
+        }
+    };
+    if config.max_entries < 1 {
+        problems.add(
+            "cache.max_entries",
+            format!("must be at least 1, got {}", config.max_entries),
+        );
+    }
+    if config.max_bytes.0 == 0 {
+        problems.add("cache.max_bytes", "must be greater than zero");
+    }
+    if config.max_entry_bytes.0 == 0 || config.max_entry_bytes.0 > config.max_bytes.0 {
+        problems.add(
+            "cache.max_entry_bytes",
+            "must be greater than zero and at most cache.max_bytes",
+        );
+    }
+    if problems.errors.len() > before {
+        return None;
+    }
+    Some(CacheSettings {
+        store,
+        max_entries: u64::try_from(config.max_entries).unwrap_or(1),
+        max_bytes: config.max_bytes.0,
+        max_entry_bytes: config.max_entry_bytes.0,
+    })
+}
+
+fn route_cache(
+    problems: &mut Problems<'_>,
+    path: &str,
+    config: &RouteConfig,
+    methods: Option<&[Method]>,
+) -> Option<RouteCachePolicy> {
+    let cache = config.cache.as_ref()?;
+    let before = problems.errors.len();
+    if cache.ttl.0.is_zero() {
+        problems.add(format!("{path}.cache.ttl"), "must be greater than zero");
+    }
+    if cache.ttl.0 + cache.stale_if_error.0 > MAX_CACHE_LIFETIME {
+        problems.add(
+            format!("{path}.cache"),
+            "ttl + stale_if_error must not exceed 24h",
+        );
+    }
+    if let Some(methods) = methods {
+        if !methods
+            .iter()
+            .any(|m| *m == Method::GET || *m == Method::HEAD)
+        {
+            problems.add(
+                format!("{path}.cache"),
+                "only GET and HEAD responses are cached, and this route accepts neither",
+            );
+        }
+    }
+    if cache.scope == CacheScope::User && config.auth == AuthMode::None {
+        problems.add(
+            format!("{path}.cache.scope"),
+            "scope `user` needs an authenticated route; use `shared` or `auth: required`",
+        );
+    }
+    if problems.errors.len() > before {
+        return None;
+    }
+    Some(RouteCachePolicy {
+        ttl: cache.ttl.0,
+        scope: cache.scope,
+        stale_if_error: cache.stale_if_error.0,
     })
 }
 
@@ -544,12 +660,24 @@ fn route(
         (None, Some(methods)) => format!("{} {prefix}", method_list(methods)),
         (None, None) => prefix.to_owned(),
     };
+    let cache = route_cache(problems, path, config, methods.as_deref());
+    if problems.errors.len() > before {
+        return None;
+    }
+    let mut invalidates: Vec<Arc<str>> = vec![Arc::from(prefix)];
+    for target in &config.invalidates {
+        if !invalidates.iter().any(|p| &**p == target.trim()) {
+            invalidates.push(Arc::from(target.trim()));
+        }
+    }
     Some(RouteSpec {
         id: Arc::from(id),
         path: prefix.to_owned(),
         methods,
         upstream,
         auth: config.auth,
+        cache,
+        invalidates,
     })
 }
 

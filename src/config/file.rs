@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::units::{HumanDuration, Percent, Switch};
+use super::units::{ByteSize, HumanDuration, Percent, Switch};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -23,11 +23,87 @@ pub struct GatewayConfig {
     /// Named circuit-breaker policies. `default` is built in and may be overridden.
     #[serde(default)]
     pub breakers: BTreeMap<String, BreakerConfig>,
+    /// The response cache's store, shared by every route with a `cache` block.
+    #[serde(default)]
+    pub cache: CacheStoreConfig,
     /// Credential exchange (Basic -> JWT) for routes with `auth: required`.
     #[serde(default)]
     pub auth: Option<AuthConfig>,
     /// The route table; see `docs/configuration.md` for matching rules.
     pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheStoreConfig {
+    /// `memory` (default) or `redis`.
+    #[serde(default)]
+    pub store: CacheStoreKind,
+    /// Redis server for `store: redis`. Default `redis://127.0.0.1:6379/0`.
+    #[serde(default = "default_redis_url")]
+    pub redis_url: String,
+    /// Longest a single Redis operation may take before the request goes on uncached.
+    /// Default 50ms.
+    #[serde(default = "default_redis_timeout")]
+    pub redis_timeout: HumanDuration,
+    /// Prefix of every Redis key the gateway writes. Default `gateway:`.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// Most entries the memory store holds. Default 100000.
+    #[serde(default = "default_max_entries")]
+    pub max_entries: i64,
+    /// Most body bytes the memory store holds. Default 64MiB.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Larger responses are passed through uncached. Default 1MiB.
+    #[serde(default = "default_max_entry_bytes")]
+    pub max_entry_bytes: ByteSize,
+}
+
+impl Default for CacheStoreConfig {
+    fn default() -> Self {
+        CacheStoreConfig {
+            store: CacheStoreKind::default(),
+            redis_url: default_redis_url(),
+            redis_timeout: default_redis_timeout(),
+            key_prefix: default_key_prefix(),
+            max_entries: default_max_entries(),
+            max_bytes: default_max_bytes(),
+            max_entry_bytes: default_max_entry_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheStoreKind {
+    #[default]
+    Memory,
+    Redis,
+}
+
+/// A route's caching policy.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCacheConfig {
+    /// How long a stored response is served as fresh.
+    pub ttl: HumanDuration,
+    /// `user` (default): one entry per authenticated user. `shared`: one entry for everyone
+    /// allowed to call the route.
+    #[serde(default)]
+    pub scope: CacheScope,
+    /// How long after expiry an entry may still answer when the upstream fails or its
+    /// breaker is open. Default 0s (never).
+    #[serde(default = "default_stale_if_error")]
+    pub stale_if_error: HumanDuration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheScope {
+    #[default]
+    User,
+    Shared,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,6 +308,12 @@ pub struct RouteConfig {
     pub methods: Option<Vec<String>>,
     /// Name of the upstream that serves it.
     pub upstream: String,
+    /// Cache GET/HEAD responses of this route.
+    #[serde(default)]
+    pub cache: Option<RouteCacheConfig>,
+    /// Paths of other routes whose cached entries a successful write here invalidates.
+    #[serde(default)]
+    pub invalidates: Vec<String>,
     /// `required` (default): the caller must authenticate (Basic, exchanged for a JWT, or
     /// Bearer) and the upstream receives `Authorization: Bearer` and `X-User-*`.
     /// `none`: the request passes through untouched.
@@ -248,6 +330,27 @@ pub enum AuthMode {
     None,
 }
 
+fn default_redis_url() -> String {
+    "redis://127.0.0.1:6379/0".to_owned()
+}
+fn default_redis_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_millis(50))
+}
+fn default_key_prefix() -> String {
+    "gateway:".to_owned()
+}
+fn default_max_entries() -> i64 {
+    100_000
+}
+fn default_max_bytes() -> ByteSize {
+    ByteSize(64 * 1024 * 1024)
+}
+fn default_max_entry_bytes() -> ByteSize {
+    ByteSize(1024 * 1024)
+}
+fn default_stale_if_error() -> HumanDuration {
+    HumanDuration(std::time::Duration::ZERO)
+}
 fn default_token_path() -> String {
     "/auth".to_owned()
 }

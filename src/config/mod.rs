@@ -12,7 +12,7 @@ use std::{fmt, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use http::Method;
 
-pub use file::AuthMode;
+pub use file::{AuthMode, CacheScope};
 
 use crate::upstream::breaker::BreakerPolicy;
 
@@ -24,6 +24,34 @@ pub struct Config {
     pub upstreams: Vec<UpstreamSpec>,
     pub routes: Vec<RouteSpec>,
     pub auth: Option<AuthSettings>,
+    pub cache: CacheSettings,
+}
+
+/// The compiled `cache` section: where cached responses live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub store: StoreSettings,
+    pub max_entries: u64,
+    pub max_bytes: u64,
+    pub max_entry_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSettings {
+    Memory,
+    Redis {
+        url: String,
+        timeout: Duration,
+        key_prefix: String,
+    },
+}
+
+/// A route's compiled `cache` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteCachePolicy {
+    pub ttl: Duration,
+    pub scope: CacheScope,
+    pub stale_if_error: Duration,
 }
 
 /// The compiled `auth` section.
@@ -101,6 +129,10 @@ pub struct RouteSpec {
     /// Index into [`Config::upstreams`].
     pub upstream: usize,
     pub auth: AuthMode,
+    pub cache: Option<RouteCachePolicy>,
+    /// Route paths whose cache entries a successful write on this route invalidates
+    /// (this route's own path first).
+    pub invalidates: Vec<Arc<str>>,
 }
 
 /// The set of HTTP statuses an upstream's breaker counts as failures.

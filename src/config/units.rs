@@ -70,6 +70,59 @@ fn parse_percent(text: &str) -> Option<f64> {
     value.is_finite().then_some(value / 100.0)
 }
 
+/// A size in bytes: a plain number, or with a unit: `512KiB`, `64MiB`, `1GiB` (also `KB`,
+/// `MB`, `GB` as powers of 1000).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl de::Visitor<'_> for SizeVisitor {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size like 65536, 512KiB or 64MiB")
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(value))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<ByteSize, E> {
+                u64::try_from(value)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("invalid size {value}: must not be negative")))
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<ByteSize, E> {
+                parse_size(text).map(ByteSize).ok_or_else(|| {
+                    E::custom(format!(
+                        "invalid size {text:?}; write it like 65536, 512KiB or 64MiB"
+                    ))
+                })
+            }
+        }
+        deserializer.deserialize_any(SizeVisitor)
+    }
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
 /// A trip threshold that may be disabled with `off`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Switch<T> {
@@ -130,6 +183,19 @@ mod tests {
         let d = doc("{ d: 250ms, p: 100%, n: off, r: 50% }").unwrap();
         assert_eq!(d.d.0, Duration::from_millis(250));
         assert_eq!(d.r, Switch::On(Percent(0.5)));
+    }
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("512 KiB"), Some(512 << 10));
+        assert_eq!(parse_size("2MB"), Some(2_000_000));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("1.5MiB"), None);
+        assert_eq!(parse_size("lots"), None);
+        let size: ByteSize = serde_yaml::from_str("4096").unwrap();
+        assert_eq!(size, ByteSize(4096));
+        assert!(serde_yaml::from_str::<ByteSize>("-1").is_err());
     }
 
     #[test]

@@ -5,11 +5,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{State, problem::Problem};
+use super::{State, caching::CacheState, problem::Problem};
 use crate::{
     auth::Identity,
     router::Route,
-    upstream::{Selected, Upstream, breaker::FailureKind},
+    upstream::{Selected, Upstream},
 };
 
 /// One call to one backend, open until its outcome is settled with the breaker.
@@ -19,8 +19,6 @@ pub struct Attempt {
     pub started: Instant,
     /// Time to the response header: what "slow" is judged on.
     pub header_after: Option<Duration>,
-    /// Set when the response header already marked a failure (a failure status).
-    pub failure: Option<FailureKind>,
 }
 
 impl Attempt {
@@ -29,7 +27,6 @@ impl Attempt {
             selected,
             started,
             header_after: None,
-            failure: None,
         }
     }
 }
@@ -49,6 +46,8 @@ pub struct RequestCtx {
     pub problem: Option<Problem>,
     /// Who the caller is, once `request_filter` authenticated it.
     pub identity: Option<Identity>,
+    /// Set on cacheable GETs that go to the upstream.
+    pub cache: Option<CacheState>,
 }
 
 impl RequestCtx {
@@ -63,6 +62,7 @@ impl RequestCtx {
             attempt: None,
             problem: None,
             identity: None,
+            cache: None,
         }
     }
 

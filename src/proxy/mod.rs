@@ -3,6 +3,7 @@
 //! [`Upstream::select`] runs the breakers in `upstream_peer`, and every attempt's outcome is
 //! settled exactly once (`fail_to_connect`, `error_while_proxy` or `logging`).
 
+mod caching;
 mod context;
 pub mod problem;
 mod request_id;
@@ -25,6 +26,7 @@ pub use self::context::RequestCtx;
 use self::{context::Attempt, problem::Problem};
 use crate::{
     auth::{AuthError, Identity, TokenProvider},
+    cache::ResponseCache,
     config::{AuthMode, Config},
     metrics,
     router::{RouteError, Router},
@@ -70,11 +72,16 @@ pub struct Gateway {
     state: Arc<ArcSwap<State>>,
     /// Present when the config has an `auth` section.
     auth: Option<Arc<TokenProvider>>,
+    cache: Arc<ResponseCache>,
 }
 
 impl Gateway {
-    pub fn new(state: Arc<ArcSwap<State>>, auth: Option<Arc<TokenProvider>>) -> Self {
-        Gateway { state, auth }
+    pub fn new(
+        state: Arc<ArcSwap<State>>,
+        auth: Option<Arc<TokenProvider>>,
+        cache: Arc<ResponseCache>,
+    ) -> Self {
+        Gateway { state, auth, cache }
     }
 
     /// Authenticates a request on a route that requires it; on failure the problem to send.
@@ -159,9 +166,15 @@ impl ProxyHttp for Gateway {
                 "route names no upstream",
             ));
         };
+        if let caching::Looked::Answered = caching::look_up(&self.cache, session, ctx).await? {
+            return Ok(true);
+        }
         // Refuse here rather than in upstream_peer when nothing can be admitted: an early
         // response keeps the client's connection alive, an upstream_peer error closes it.
         if let Err(unavailable) = upstream.check_available(Instant::now()) {
+            if caching::answer_stale(session, ctx).await {
+                return Ok(true);
+            }
             reject(&upstream, unavailable.retry_after)
                 .write(session, &ctx.request_id)
                 .await?;
@@ -223,19 +236,58 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
-        let failure_statuses = ctx.upstream().map(|u| u.failure_statuses.contains(status));
+        let failed = ctx
+            .upstream()
+            .is_some_and(|u| u.failure_statuses.contains(status));
         if let Some(attempt) = ctx.attempt.as_mut() {
             attempt.header_after = Some(attempt.started.elapsed());
-            if failure_statuses == Some(true) {
-                attempt.failure = Some(FailureKind::Status(status));
+        }
+        if failed {
+            // The status alone decides it: record now, before the client can see the
+            // answer and send its next request to a breaker that has not learnt yet.
+            if let Some(attempt) = ctx.attempt.take() {
+                let elapsed = attempt.header_after.unwrap_or_default();
+                let kind = FailureKind::Status(status);
+                settle(ctx, attempt, CallOutcome::Failure { kind, elapsed });
+            }
+        }
+        let method = session.req_header().method.clone();
+        if let Some(cache_state) = ctx.cache.as_mut() {
+            if failed && cache_state.usable_stale(SystemTime::now()).is_some() {
+                // Abandon this response; fail_to_proxy answers from the stale entry.
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(status),
+                    "upstream failed; answering from the stale cache entry",
+                );
+            }
+            caching::on_upstream_response(&self.cache, cache_state, &method, upstream_response)?;
+        }
+        if !crate::cache::is_cacheable_method(&method) && (200..300).contains(&status) {
+            if let Some(route) = &ctx.route {
+                // Before the client sees the answer, so its next read cannot be stale.
+                let user = ctx.identity.as_ref().map(|i| i.user_id);
+                self.cache.invalidate(&route.invalidates, user).await;
             }
         }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(cache_state) = ctx.cache.as_mut() {
+            caching::on_body(&self.cache, cache_state, body.as_ref(), end_of_stream);
+        }
+        Ok(None)
     }
 
     async fn response_filter(
@@ -307,6 +359,14 @@ impl ProxyHttp for Gateway {
             // Headers already went out (e.g. a body cut short): nothing more can be said.
             return FailToProxy {
                 error_code: written.status.as_u16(),
+                can_reuse_downstream: false,
+            };
+        }
+        if *e.esource() != pingora::ErrorSource::Downstream
+            && caching::answer_stale(session, ctx).await
+        {
+            return FailToProxy {
+                error_code: 200,
                 can_reuse_downstream: false,
             };
         }
@@ -426,9 +486,6 @@ fn final_outcome(attempt: &Attempt, e: Option<&Error>) -> CallOutcome {
     let elapsed = attempt
         .header_after
         .unwrap_or_else(|| attempt.started.elapsed());
-    if let Some(kind) = attempt.failure {
-        return CallOutcome::Failure { kind, elapsed };
-    }
     match e.map(classify::failure_kind) {
         None => CallOutcome::Success { elapsed },
         Some(Some(kind)) => CallOutcome::Failure { kind, elapsed },

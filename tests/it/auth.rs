@@ -50,7 +50,7 @@ struct Stack {
 async fn stack(token_ttl: Duration, token_cache: &str) -> Stack {
     let users = TestUsers::start(token_ttl).await;
     let paths = TestUpstream::start(Mode::Echo).await;
-    let gateway = TestGateway::start(&config(users.addr, paths.addr, token_cache)).await;
+    let gateway = TestGateway::start(&config(users.users(), paths.addr, token_cache)).await;
     Stack {
         users,
         paths,
@@ -227,7 +227,7 @@ async fn wrong_passwords_are_401_and_never_trip_the_users_breaker() {
         "{} exchanges",
         s.users.auth_calls()
     );
-    let breaker = s.gateway.breaker("users", s.users.addr).await;
+    let breaker = s.gateway.breaker("users", s.users.users()).await;
     assert_eq!(breaker["state"], "closed");
     assert_eq!(breaker["failures"], 0);
     let text = s.gateway.metrics().await;
@@ -274,7 +274,7 @@ async fn a_dead_users_service_is_503_not_401_and_recovers() {
         assert_eq!(body["type"], "/errors/service_unavailable");
     }
     assert_eq!(
-        s.gateway.breaker("users", s.users.addr).await["state"],
+        s.gateway.breaker("users", s.users.users()).await["state"],
         "open"
     );
     // Registration goes to the same upstream: refused at once while its breaker is open.
@@ -316,7 +316,7 @@ async fn a_dead_users_service_is_503_not_401_and_recovers() {
         .unwrap()
         .status());
     assert_eq!(
-        s.gateway.breaker("users", s.users.addr).await["state"],
+        s.gateway.breaker("users", s.users.users()).await["state"],
         "closed"
     );
 }

@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod breaker;
+mod cache;
 mod cli;
 mod config_fixtures;
 mod proxying;

@@ -2,6 +2,7 @@
 
 pub mod gateway;
 pub mod logs;
+pub mod redis;
 pub mod upstream;
 pub mod users;
 
@@ -9,7 +10,7 @@ use std::{future::Future, time::Duration};
 
 pub use gateway::{TestGateway, free_port};
 pub use upstream::{Mode, TestUpstream};
-pub use users::TestUsers;
+pub use users::{TestTravel, TestUsers};
 
 /// Polls `check` until it holds, failing the test after `deadline`. Never a fixed sleep:
 /// it returns as soon as the condition is true.

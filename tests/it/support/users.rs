@@ -1,9 +1,9 @@
-//! The real users service of the travel backend, in-process on an ephemeral port with an
-//! SQLite file of its own, wrapped in a layer that counts the `/auth` calls it receives.
-//! It can be killed (listener closed, connections dropped) and restarted on the same port
-//! with the same data.
+//! The real travel services, in-process on ephemeral ports sharing one SQLite file. The
+//! users service counts the `/auth` calls it receives. Any service can be killed (listener
+//! closed, connections closed) and restarted on the same port with the same data.
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     path::PathBuf,
     sync::{
@@ -19,36 +19,61 @@ use travel::{AppState, Service};
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 
-pub struct TestUsers {
-    pub addr: SocketAddr,
+pub struct TestTravel {
+    addrs: HashMap<Service, SocketAddr>,
     auth_calls: Arc<AtomicUsize>,
     state: AppState,
-    running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    running: HashMap<Service, (oneshot::Sender<()>, JoinHandle<()>)>,
     _dir: TempDir,
 }
 
-impl TestUsers {
+/// The users service alone (what the auth tests need).
+pub type TestUsers = TestTravel;
+
+impl TestTravel {
+    /// Only the users service.
     pub async fn start(token_ttl: Duration) -> Self {
-        let dir = TempDir::new();
-        let mut config = travel::Config::new(Some(JWT_SECRET)).unwrap();
-        config.database_url = format!("sqlite://{}", dir.0.join("users.db").display());
-        config.token_ttl = token_ttl;
-        let state = AppState::new(&config).await.unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut users = TestUsers {
-            addr: listener.local_addr().unwrap(),
-            auth_calls: Arc::new(AtomicUsize::new(0)),
-            state,
-            running: None,
-            _dir: dir,
-        };
-        users.serve(listener);
-        users
+        Self::start_services(&[Service::Users], token_ttl).await
     }
 
-    fn serve(&mut self, listener: TcpListener) {
+    /// The given services; ports are reserved for all four so trips knows where parties is.
+    pub async fn start_services(services: &[Service], token_ttl: Duration) -> Self {
+        let dir = TempDir::new();
+        let mut listeners = HashMap::new();
+        let mut addrs = HashMap::new();
+        for service in Service::ALL {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addrs.insert(service, listener.local_addr().unwrap());
+            listeners.insert(service, listener);
+        }
+        let mut config = travel::Config::new(Some(JWT_SECRET))
+            .unwrap()
+            .with_parties_url(&format!("http://{}", addrs[&Service::Parties]))
+            .unwrap();
+        config.database_url = format!("sqlite://{}", dir.0.join("travel.db").display());
+        config.token_ttl = token_ttl;
+        let state = AppState::new(&config).await.unwrap();
+        let mut travel = TestTravel {
+            addrs,
+            auth_calls: Arc::new(AtomicUsize::new(0)),
+            state,
+            running: HashMap::new(),
+            _dir: dir,
+        };
+        for service in services {
+            let listener = listeners.remove(service).unwrap();
+            travel.serve(*service, listener);
+        }
+        travel
+    }
+
+    pub fn addr(&self, service: Service) -> SocketAddr {
+        self.addrs[&service]
+    }
+
+    fn serve(&mut self, service: Service, listener: TcpListener) {
         let counter = self.auth_calls.clone();
-        let app = Service::Users
+        let app = service
             .router(self.state.clone())
             .layer(axum::middleware::from_fn(
                 move |request: Request, next: Next| {
@@ -69,17 +94,17 @@ impl TestUsers {
             });
             let _ = serve.await;
         });
-        self.running = Some((stop, task));
+        self.running.insert(service, (stop, task));
     }
 
     pub fn auth_calls(&self) -> usize {
         self.auth_calls.load(Ordering::SeqCst)
     }
 
-    /// Stops the service: the listener closes and every connection, idle pooled ones
+    /// Stops a service: its listener closes and every connection, idle pooled ones
     /// included, is closed.
-    pub async fn kill(&mut self) {
-        if let Some((stop, mut task)) = self.running.take() {
+    pub async fn kill_service(&mut self, service: Service) {
+        if let Some((stop, mut task)) = self.running.remove(&service) {
             let _ = stop.send(());
             if tokio::time::timeout(Duration::from_secs(5), &mut task)
                 .await
@@ -90,16 +115,29 @@ impl TestUsers {
         }
     }
 
-    pub async fn restart(&mut self) {
-        self.kill().await;
-        let listener = TcpListener::bind(self.addr).await.unwrap();
-        self.serve(listener);
+    pub async fn restart_service(&mut self, service: Service) {
+        self.kill_service(service).await;
+        let listener = TcpListener::bind(self.addrs[&service]).await.unwrap();
+        self.serve(service, listener);
     }
 
-    /// Registers a user directly at the service; returns its id.
+    /// The users service's address (for the auth tests).
+    pub fn users(&self) -> SocketAddr {
+        self.addr(Service::Users)
+    }
+
+    pub async fn kill(&mut self) {
+        self.kill_service(Service::Users).await;
+    }
+
+    pub async fn restart(&mut self) {
+        self.restart_service(Service::Users).await;
+    }
+
+    /// Registers a user directly at the users service; returns its id.
     pub async fn register(&self, login: &str, password: &str) -> i64 {
         let response = reqwest::Client::new()
-            .post(format!("http://{}/user", self.addr))
+            .post(format!("http://{}/user", self.users()))
             .query(&[
                 ("first_name", "Test"),
                 ("last_name", "User"),

@@ -1,0 +1,42 @@
+# One image with both binaries: `gateway` and `travel`.
+# Build:  docker build -t travel-gateway .
+# Run:    see docker-compose.yml (one container per service, all from this image).
+
+# ---- build ----------------------------------------------------------------
+FROM rust:1.95-slim-bookworm AS build
+# cmake: Pingora's zlib-ng build. gcc/make come with the rust image.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends cmake \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Dependencies first, so that editing the sources does not rebuild them.
+COPY Cargo.toml Cargo.lock ./
+COPY travel/Cargo.toml travel/Cargo.toml
+RUN mkdir -p src travel/src \
+ && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+ && echo 'fn main() {}' > travel/src/main.rs && touch travel/src/lib.rs \
+ && cargo build --release --locked -p gateway -p travel \
+ && rm -rf src travel/src
+COPY src src
+COPY travel travel
+# Touch the real sources so cargo rebuilds them over the placeholders.
+RUN touch src/main.rs src/lib.rs travel/src/main.rs travel/src/lib.rs \
+ && cargo build --release --locked -p gateway -p travel \
+ && install -m 0755 target/release/gateway target/release/travel /usr/local/bin/
+
+# ---- runtime --------------------------------------------------------------
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 10001 app \
+ && useradd --system --uid 10001 --gid app --home-dir /var/lib/travel --create-home app
+COPY --from=build /usr/local/bin/gateway /usr/local/bin/travel /usr/local/bin/
+COPY gateway.yaml /etc/gateway/gateway.yaml
+COPY deploy/gateway.compose.yaml /etc/gateway/gateway.compose.yaml
+COPY data/seed /usr/share/travel/seed
+USER 10001:10001
+WORKDIR /var/lib/travel
+# The gateway; the travel services use 8081-8084 (see docker-compose.yml).
+EXPOSE 8888 9091
+CMD ["gateway", "--config", "/etc/gateway/gateway.yaml"]

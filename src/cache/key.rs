@@ -1,0 +1,127 @@
+//! Cache keys. A key is a SHA-256 over the route, the request path, the query with its
+//! parameters sorted, the user (for `user` scope) and the generation counters that
+//! invalidation bumps. Only ids go in: never a credential, a token or a header.
+
+use std::fmt::Write as _;
+
+use aws_lc_rs::digest;
+
+use crate::config::CacheScope;
+
+/// Who an entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Everyone,
+    User(i64),
+}
+
+impl Owner {
+    pub fn for_scope(scope: CacheScope, user: Option<i64>) -> Option<Owner> {
+        match (scope, user) {
+            (CacheScope::Shared, _) => Some(Owner::Everyone),
+            (CacheScope::User, Some(id)) => Some(Owner::User(id)),
+            // A user-scoped entry without a user has no owner: never cache it.
+            (CacheScope::User, None) => None,
+        }
+    }
+}
+
+/// The generation counter of a route path for one owner.
+pub fn generation_key(prefix: &str, route_path: &str, owner: Owner) -> String {
+    match owner {
+        Owner::Everyone => format!("{prefix}g:{route_path}|*"),
+        Owner::User(id) => format!("{prefix}g:{route_path}|u{id}"),
+    }
+}
+
+/// Query parameters sorted, so `b=2&a=1` and `a=1&b=2` share an entry. Values stay
+/// percent-encoded as sent.
+pub fn normalize_query(query: Option<&str>) -> String {
+    let mut pairs: Vec<&str> = query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .collect();
+    pairs.sort_unstable();
+    pairs.join("&")
+}
+
+pub fn entry_key(
+    prefix: &str,
+    route_path: &str,
+    path: &str,
+    query: Option<&str>,
+    owner: Owner,
+    generation: u64,
+) -> String {
+    let mut context = digest::Context::new(&digest::SHA256);
+    let owner = match owner {
+        Owner::Everyone => "*".to_owned(),
+        Owner::User(id) => format!("u{id}"),
+    };
+    for part in [route_path, "GET", path, &normalize_query(query), &owner] {
+        context.update(&(part.len() as u64).to_le_bytes());
+        context.update(part.as_bytes());
+    }
+    context.update(&generation.to_le_bytes());
+    let mut key = String::with_capacity(prefix.len() + 66);
+    key.push_str(prefix);
+    key.push_str("c:");
+    for byte in context.finish().as_ref() {
+        let _ = write!(key, "{byte:02x}");
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_order_does_not_matter_but_values_do() {
+        let k = |q| entry_key("p:", "/path", "/path", Some(q), Owner::Everyone, 0);
+        assert_eq!(k("id=1&x=2"), k("x=2&id=1"));
+        assert_eq!(k("id=1&&x=2"), k("x=2&id=1"));
+        assert_ne!(k("id=1"), k("id=2"));
+    }
+
+    #[test]
+    fn owners_generations_and_paths_separate_entries() {
+        let base = entry_key("p:", "/trip", "/trip", Some("id=5"), Owner::User(1), 0);
+        assert_ne!(
+            base,
+            entry_key("p:", "/trip", "/trip", Some("id=5"), Owner::User(2), 0)
+        );
+        assert_ne!(
+            base,
+            entry_key("p:", "/trip", "/trip", Some("id=5"), Owner::Everyone, 0)
+        );
+        assert_ne!(
+            base,
+            entry_key("p:", "/trip", "/trip", Some("id=5"), Owner::User(1), 1)
+        );
+        assert_ne!(
+            base,
+            entry_key("p:", "/trip", "/trips", Some("id=5"), Owner::User(1), 0)
+        );
+        assert!(base.starts_with("p:c:"));
+        assert_eq!(base.len(), "p:c:".len() + 64);
+    }
+
+    #[test]
+    fn user_scope_needs_a_user() {
+        assert_eq!(Owner::for_scope(CacheScope::User, None), None);
+        assert_eq!(
+            Owner::for_scope(CacheScope::User, Some(3)),
+            Some(Owner::User(3))
+        );
+        assert_eq!(
+            Owner::for_scope(CacheScope::Shared, Some(3)),
+            Some(Owner::Everyone)
+        );
+        assert_eq!(
+            generation_key("p:", "/trip", Owner::User(3)),
+            "p:g:/trip|u3"
+        );
+    }
+}

@@ -1,0 +1,243 @@
+//! The response cache inside the hooks: looking up in `request_filter`, deciding what to
+//! store in `upstream_response_filter`, collecting the body in `response_body_filter`,
+//! and answering from an entry (fresh, or stale when the upstream fails).
+
+use std::{sync::Arc, time::SystemTime};
+
+use bytes::BytesMut;
+use http::{Method, header};
+use pingora::http::ResponseHeader;
+use pingora_proxy::Session;
+
+use super::{REQUEST_ID, RequestCtx};
+use crate::{
+    cache::{CachedResponse, Coalesced, LeaderGuard, Lookup, RequestKey, ResponseCache, unix_ms},
+    metrics,
+};
+
+/// How long a request waits for another request fetching the same key.
+const COALESCE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub const X_CACHE: &str = "x-cache";
+
+/// The cache's part of a request's context.
+#[derive(Debug)]
+pub struct CacheState {
+    /// `None` when the store could not be asked: the response passes uncached (BYPASS).
+    pub key: Option<RequestKey>,
+    /// `MISS` or `BYPASS`: what the `X-Cache` header says if the upstream answers.
+    pub label: &'static str,
+    /// An expired entry that may answer if the upstream fails.
+    pub stale: Option<Arc<CachedResponse>>,
+    /// Held while this request fetches the key for others.
+    pub leader: Option<LeaderGuard>,
+    /// The body being collected for storage.
+    pub collected: Option<BytesMut>,
+    pub content_type: Option<String>,
+}
+
+impl CacheState {
+    pub fn usable_stale(&self, now: SystemTime) -> Option<Arc<CachedResponse>> {
+        self.stale
+            .as_ref()
+            .filter(|entry| entry.is_usable_stale(unix_ms(now)))
+            .cloned()
+    }
+}
+
+/// What the lookup decided.
+pub enum Looked {
+    /// A response was written from the cache.
+    Answered,
+    /// Go to the upstream (with `ctx.cache` set when the response may be stored).
+    Proceed,
+}
+
+/// Looks the request up. Runs after authentication, so an unauthenticated request never
+/// sees a cached body.
+pub async fn look_up(
+    cache: &ResponseCache,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<Looked> {
+    let Some(route) = ctx.route.clone() else {
+        return Ok(Looked::Proceed);
+    };
+    let Some(policy) = route.cache else {
+        return Ok(Looked::Proceed);
+    };
+    let header = session.req_header();
+    if !crate::cache::is_cacheable_method(&header.method) {
+        return Ok(Looked::Proceed);
+    }
+    let refresh = crate::cache::client_wants_fresh(&header.headers);
+    let (path, query) = (
+        header.uri.path().to_owned(),
+        header.uri.query().map(str::to_owned),
+    );
+    let user = ctx.identity.as_ref().map(|identity| identity.user_id);
+    let Some(key) = cache
+        .request_key(&route.path, policy, &path, query.as_deref(), user)
+        .await
+    else {
+        // The store cannot be asked: proxy uncached, without an error.
+        count(&route.id, "bypass");
+        ctx.cache = Some(CacheState {
+            key: None,
+            label: "BYPASS",
+            stale: None,
+            leader: None,
+            collected: None,
+            content_type: None,
+        });
+        return Ok(Looked::Proceed);
+    };
+    let mut state = CacheState {
+        key: Some(key.clone()),
+        label: if refresh { "BYPASS" } else { "MISS" },
+        stale: None,
+        leader: None,
+        collected: None,
+        content_type: None,
+    };
+    if !refresh {
+        match cache.lookup(&key, SystemTime::now()).await {
+            Lookup::Fresh(entry) => {
+                count(&route.id, "hit");
+                answer(session, &entry, "HIT", &ctx.request_id).await?;
+                return Ok(Looked::Answered);
+            }
+            Lookup::Stale(entry) => state.stale = Some(entry),
+            Lookup::Miss => {}
+        }
+        match cache.coalesce(&key, COALESCE_PATIENCE).await {
+            Coalesced::Leader(guard) => state.leader = Some(guard),
+            Coalesced::Waited => {
+                if let Lookup::Fresh(entry) = cache.lookup(&key, SystemTime::now()).await {
+                    count(&route.id, "hit");
+                    answer(session, &entry, "HIT", &ctx.request_id).await?;
+                    return Ok(Looked::Answered);
+                }
+            }
+        }
+    }
+    count(&route.id, if refresh { "bypass" } else { "miss" });
+    ctx.cache = Some(state);
+    Ok(Looked::Proceed)
+}
+
+/// Answers from a stale entry if the request has a usable one; true when it did.
+pub async fn answer_stale(session: &mut Session, ctx: &mut RequestCtx) -> bool {
+    let Some(entry) = ctx
+        .cache
+        .as_ref()
+        .and_then(|c| c.usable_stale(SystemTime::now()))
+    else {
+        return false;
+    };
+    if let Some(route) = &ctx.route {
+        count(&route.id, "stale");
+    }
+    answer(session, &entry, "STALE", &ctx.request_id)
+        .await
+        .is_ok()
+}
+
+/// Writes a stored response with `X-Cache` and `Age`.
+pub async fn answer(
+    session: &mut Session,
+    entry: &CachedResponse,
+    label: &str,
+    request_id: &str,
+) -> pingora::Result<()> {
+    let mut header = ResponseHeader::build(entry.status, Some(6))?;
+    if let Some(content_type) = &entry.content_type {
+        header.insert_header(header::CONTENT_TYPE, content_type.as_str())?;
+    }
+    header.insert_header(header::CONTENT_LENGTH, entry.body.len().to_string())?;
+    header.insert_header(X_CACHE, label)?;
+    header.insert_header(
+        header::AGE,
+        entry.age_secs(unix_ms(SystemTime::now())).to_string(),
+    )?;
+    header.insert_header(REQUEST_ID, request_id)?;
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    let body = (session.req_header().method != Method::HEAD).then(|| entry.body.clone());
+    session.write_response_body(body, true).await?;
+    Ok(())
+}
+
+/// Marks an upstream response and decides whether to collect its body for storage.
+pub fn on_upstream_response(
+    cache: &ResponseCache,
+    state: &mut CacheState,
+    method: &Method,
+    response: &mut ResponseHeader,
+) -> pingora::Result<()> {
+    response.insert_header(X_CACHE, state.label)?;
+    response.insert_header(header::AGE, "0")?;
+    let status = response.status.as_u16();
+    let declared_length = response
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let fits = declared_length.is_none_or(|length| length <= cache.max_entry_bytes());
+    let Some(scope) = state.key.as_ref().map(|k| k.policy.scope) else {
+        return Ok(());
+    };
+    if *method == Method::GET && fits && crate::cache::is_storable(status, &response.headers, scope)
+    {
+        state.collected = Some(BytesMut::new());
+        state.content_type = response
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+    }
+    Ok(())
+}
+
+/// Collects body chunks; stores the whole response at its end.
+pub fn on_body(
+    cache: &ResponseCache,
+    state: &mut CacheState,
+    body: Option<&bytes::Bytes>,
+    end_of_stream: bool,
+) {
+    let Some(collected) = state.collected.as_mut() else {
+        return;
+    };
+    if let Some(chunk) = body {
+        if (collected.len() + chunk.len()) as u64 > cache.max_entry_bytes() {
+            state.collected = None;
+            return;
+        }
+        collected.extend_from_slice(chunk);
+    }
+    if !end_of_stream {
+        return;
+    }
+    let (Some(collected), Some(key)) = (state.collected.take(), state.key.as_ref()) else {
+        return;
+    };
+    let now = unix_ms(SystemTime::now());
+    let policy = key.policy;
+    let fresh_until = now + policy.ttl.as_millis() as u64;
+    let response = CachedResponse {
+        status: 200,
+        content_type: state.content_type.take(),
+        body: collected.freeze(),
+        stored_at: now,
+        fresh_until,
+        stale_until: fresh_until + policy.stale_if_error.as_millis() as u64,
+    };
+    cache.store(key, response, state.leader.take());
+}
+
+fn count(route: &str, result: &str) {
+    metrics::CACHE_REQUESTS
+        .with_label_values(&[route, result])
+        .inc();
+}
