@@ -11,20 +11,21 @@ use pingora::{apps::http_app::ServeHttp, protocols::http::ServerSession};
 use serde::Serialize;
 
 use crate::{
-    cache::ResponseCache,
     metrics,
     proxy::State,
+    reload::Reloader,
     upstream::breaker::{BreakerSnapshot, Transition},
 };
 
 pub struct Admin {
     state: Arc<ArcSwap<State>>,
-    cache: Arc<ResponseCache>,
+    /// Present when the gateway runs from a file.
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl Admin {
-    pub fn new(state: Arc<ArcSwap<State>>, cache: Arc<ResponseCache>) -> Self {
-        Admin { state, cache }
+    pub fn new(state: Arc<ArcSwap<State>>, reloader: Option<Arc<Reloader>>) -> Self {
+        Admin { state, reloader }
     }
 
     /// The response for a method and path; separate from the socket for unit tests.
@@ -43,13 +44,25 @@ impl Admin {
         }
         match path {
             "/metrics" => {
-                self.cache.report_usage();
+                self.state.load().cache.report_usage();
                 (
                     StatusCode::OK,
                     "text/plain; version=0.0.4",
                     metrics::render(),
                 )
             }
+            "/admin/config" => match &self.reloader {
+                Some(reloader) => (
+                    StatusCode::OK,
+                    JSON,
+                    serde_json::to_vec_pretty(&*reloader.status()).unwrap_or_default(),
+                ),
+                None => (
+                    StatusCode::NOT_FOUND,
+                    JSON,
+                    br#"{"error":"this gateway was not started from a config file"}"#.to_vec(),
+                ),
+            },
             "/healthz" => (StatusCode::OK, JSON, br#"{"status":"ok"}"#.to_vec()),
             "/admin/breakers" => {
                 let report = breakers_report(&self.state.load(), Instant::now());

@@ -13,8 +13,10 @@ pub mod cache;
 pub mod config;
 pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod server;
+pub mod state;
 pub mod telemetry;
 pub mod upstream;
 

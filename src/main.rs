@@ -3,12 +3,17 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use gateway::{Config, GatewayServer};
+use gateway::{
+    Config, GatewayServer,
+    config::explain_breaker,
+    reload::process_env,
+    server::{ReloadOptions, StartError},
+};
 
 #[derive(Parser)]
 #[command(version, about = "A resilient API gateway on Pingora")]
 struct Cli {
-    /// The gateway's config file.
+    /// The gateway's config file. It is watched: valid edits apply without a restart.
     #[arg(long, global = true, default_value = "gateway.yaml")]
     config: PathBuf,
     /// Log format.
@@ -21,7 +26,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate the config file and exit: 0 when valid, 1 with every problem otherwise.
-    Check,
+    Check {
+        /// Also say, for each breaker, what makes it open and close.
+        #[arg(long)]
+        explain: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -32,21 +41,8 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config) {
-        Ok(config) => config,
-        Err(errors) => {
-            eprint!("{errors}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Some(Command::Check) = cli.command {
-        println!(
-            "{}: ok ({} upstreams, {} routes)",
-            cli.config.display(),
-            config.upstreams.len(),
-            config.routes.len()
-        );
-        return ExitCode::SUCCESS;
+    if let Some(Command::Check { explain }) = cli.command {
+        return check(&cli.config, explain);
     }
 
     gateway::telemetry::init(matches!(cli.log_format, LogFormat::Json));
@@ -57,13 +53,19 @@ fn main() -> ExitCode {
         std::process::exit(70);
     }));
 
-    let server = match GatewayServer::build(&config) {
+    let options = ReloadOptions { on_sighup: true };
+    let server = match GatewayServer::from_file(&cli.config, process_env(), options) {
         Ok(server) => server,
+        Err(StartError::Config(errors)) => {
+            eprint!("{errors}");
+            return ExitCode::FAILURE;
+        }
         Err(e) => {
             eprintln!("gateway: cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let config = server.state.load().config.clone();
     tracing::info!(
         listen = %config.server.listen,
         admin = %config.admin.listen,
@@ -71,4 +73,37 @@ fn main() -> ExitCode {
         "gateway starting"
     );
     server.run_forever()
+}
+
+fn check(path: &std::path::Path, explain: bool) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "{}: ok ({} upstreams, {} routes)",
+        path.display(),
+        config.upstreams.len(),
+        config.routes.len()
+    );
+    if explain {
+        let mut seen = std::collections::BTreeMap::new();
+        for upstream in &config.upstreams {
+            seen.entry(upstream.breaker.clone())
+                .or_insert_with(|| (upstream.policy.clone(), Vec::new()))
+                .1
+                .push(upstream.name.clone());
+        }
+        for (name, (policy, users)) in seen {
+            let users: Vec<&str> = users.iter().map(|u| &**u).collect();
+            println!("\nbreaker {name} (each backend of {}):", users.join(", "));
+            for line in explain_breaker(&policy) {
+                println!("  - {line}");
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -171,6 +171,24 @@ pub static CACHE_BYTES: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
     }
 });
 
+pub static CONFIG_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_config_reloads_total",
+        "Config reload attempts, by result: success or failure.",
+        &["result"],
+    )
+});
+
+pub static CONFIG_LAST_SUCCESS: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
+    match prometheus::Gauge::new(
+        "gateway_config_last_reload_success_timestamp_seconds",
+        "Unix time at which the running config was loaded (start-up or the last successful reload).",
+    ) {
+        Ok(metric) => register(metric),
+        Err(e) => unreachable_metric("gateway_config_last_reload_success_timestamp_seconds", e),
+    }
+});
+
 /// Methods outside the standard set share one label value, keeping cardinality bounded.
 pub fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -213,6 +231,8 @@ pub fn render() -> Vec<u8> {
     LazyLock::force(&CACHE_STORE_AVAILABLE);
     LazyLock::force(&CACHE_ENTRIES);
     LazyLock::force(&CACHE_BYTES);
+    LazyLock::force(&CONFIG_RELOADS);
+    LazyLock::force(&CONFIG_LAST_SUCCESS);
     let mut buffer = Vec::new();
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buffer);

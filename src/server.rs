@@ -1,10 +1,12 @@
 //! Assembles the Pingora server: the proxy service on `server.listen`, the admin service on
-//! `admin.listen`, both over one shared, swappable [`State`]. `main` and the integration
-//! tests build the gateway the same way, through [`GatewayServer::build`].
+//! `admin.listen`, and background services (cache store connection, config watcher), all
+//! over one shared, swappable [`State`]. `main` and the integration tests build the gateway
+//! the same way, through [`GatewayServer::build`] or [`GatewayServer::from_file`].
 
 use std::{
     io,
     net::{SocketAddr, TcpListener},
+    path::Path,
     sync::Arc,
     time::Instant,
 };
@@ -21,15 +23,17 @@ use pingora_proxy::http_proxy_service_with_name;
 
 use crate::{
     admin::Admin,
-    auth::{JwtVerifier, TokenProvider, exchange::UsersTokenSource},
-    cache::ResponseCache,
-    config::Config,
-    proxy::{Gateway, State},
+    config::{Config, ConfigErrors},
+    proxy::Gateway,
+    reload::{self, Env, Reloader},
+    state::State,
 };
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error("{0}")]
+    Config(ConfigErrors),
     #[error("{key} {addr} is already in use by another process")]
     AddressInUse { key: &'static str, addr: SocketAddr },
     #[error("cache store: {0}")]
@@ -50,10 +54,29 @@ pub struct GatewayServer {
     pub state: Arc<ArcSwap<State>>,
 }
 
+/// How a gateway built from a file reacts to changes of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReloadOptions {
+    /// Reload on SIGHUP too (the binary does; in-process tests need not).
+    pub on_sighup: bool,
+}
+
 impl GatewayServer {
-    /// Builds the services. Fails fast when a listen address is taken: Pingora itself would
-    /// retry for 30 s and then panic in a service thread while the process lives on.
-    pub fn build(config: &Config) -> Result<Self, StartError> {
+    /// A gateway for a config given in memory; it never reloads.
+    pub fn build(config: Config) -> Result<Self, StartError> {
+        Self::assemble(config, None)
+    }
+
+    /// A gateway for a config file, which it watches and reloads.
+    pub fn from_file(path: &Path, env: Env, options: ReloadOptions) -> Result<Self, StartError> {
+        let (config, hash) = reload::load(path, &env).map_err(StartError::Config)?;
+        Self::assemble(config, Some((path, env, hash, options)))
+    }
+
+    fn assemble(
+        config: Config,
+        file: Option<(&Path, Env, String, ReloadOptions)>,
+    ) -> Result<Self, StartError> {
         check_bindable("server.listen", config.server.listen)?;
         check_bindable("admin.listen", config.admin.listen)?;
 
@@ -66,42 +89,39 @@ impl GatewayServer {
         let mut server = Server::new_with_opt_and_conf(None, conf);
         server.bootstrap();
 
-        let state = Arc::new(ArcSwap::from_pointee(State::new(config, Instant::now())));
-        let auth = config.auth.as_ref().map(|settings| {
-            let source = UsersTokenSource::new(
-                state.clone(),
-                settings.upstream.clone(),
-                settings.path.clone(),
-            );
-            let verifier = JwtVerifier::new(
-                settings.secret.expose(),
-                &settings.algorithms,
-                settings.leeway,
-            );
-            Arc::new(TokenProvider::new(
-                settings.upstream.clone(),
-                verifier,
-                Arc::new(source),
-                settings.cache,
-            ))
+        let (listen, admin_listen) = (config.server.listen, config.admin.listen);
+        let origin = Instant::now();
+        let state = State::build(config, origin, None).map_err(StartError::Cache)?;
+        let state = Arc::new(ArcSwap::from_pointee(state));
+        let reloader = file.map(|(path, env, hash, options)| {
+            let reloader = Reloader::new(path.to_path_buf(), env, state.clone(), origin, hash);
+            (Arc::new(reloader), options)
         });
-        let cache = Arc::new(ResponseCache::new(&config.cache).map_err(StartError::Cache)?);
+
         let mut proxy = http_proxy_service_with_name(
             &server.configuration,
-            Gateway::new(state.clone(), auth, cache.clone()),
+            Gateway::new(state.clone()),
             "gateway",
         );
-        proxy.add_tcp(&config.server.listen.to_string());
-        let cache_for_warm_up = cache.clone();
-        let mut admin = Service::new("admin".to_owned(), Admin::new(state.clone(), cache));
+        proxy.add_tcp(&listen.to_string());
+        let mut admin = Service::new(
+            "admin".to_owned(),
+            Admin::new(state.clone(), reloader.as_ref().map(|(r, _)| r.clone())),
+        );
         admin.threads = Some(1);
-        admin.add_tcp(&config.admin.listen.to_string());
+        admin.add_tcp(&admin_listen.to_string());
         server.add_service(proxy);
         server.add_service(admin);
         server.add_service(background_service(
             "cache store",
-            StoreConnector(cache_for_warm_up),
+            StoreConnector(state.clone()),
         ));
+        if let Some((reloader, options)) = reloader {
+            server.add_service(background_service(
+                "config watcher",
+                Watcher { reloader, options },
+            ));
+        }
         Ok(GatewayServer { server, state })
     }
 
@@ -122,13 +142,25 @@ impl GatewayServer {
 /// Connects a remote cache store when the server starts, so the first requests need not
 /// go uncached while it connects. Its runtime lives until shutdown, and with it the
 /// connection's driver task.
-struct StoreConnector(Arc<ResponseCache>);
+struct StoreConnector(Arc<ArcSwap<State>>);
 
 #[async_trait::async_trait]
 impl BackgroundService for StoreConnector {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        self.0.connect();
+        self.0.load().cache.connect();
         let _ = shutdown.changed().await;
+    }
+}
+
+struct Watcher {
+    reloader: Arc<Reloader>,
+    options: ReloadOptions,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for Watcher {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.reloader.watch(shutdown, self.options.on_sighup).await;
     }
 }
 

@@ -4,12 +4,8 @@
 //! client's mistake and a success for the breaker; a connect error, timeout or failure
 //! status is the service's trouble and counts against it.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::{
@@ -20,7 +16,6 @@ use pingora::{
 use super::{FetchError, TokenSource};
 use crate::{
     metrics,
-    proxy::State,
     upstream::{
         Upstream,
         breaker::{CallOutcome, FailureKind},
@@ -34,17 +29,13 @@ const MAX_TOKEN_BYTES: usize = 16 * 1024;
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 pub struct UsersTokenSource {
-    state: Arc<ArcSwap<State>>,
-    upstream: Arc<str>,
     path: String,
     connector: Connector,
 }
 
 impl UsersTokenSource {
-    pub fn new(state: Arc<ArcSwap<State>>, upstream: Arc<str>, path: String) -> Self {
+    pub fn new(path: String) -> Self {
         UsersTokenSource {
-            state,
-            upstream,
             path,
             connector: Connector::new(None),
         }
@@ -68,14 +59,12 @@ enum Answer {
 
 #[async_trait]
 impl TokenSource for UsersTokenSource {
-    async fn fetch(&self, basic: &str, request_id: &str) -> Result<String, FetchError> {
-        let state = self.state.load_full();
-        let Some(users) = state.upstream(&self.upstream) else {
-            return Err(unavailable(
-                RETRY_AFTER_FAILURE,
-                "the token upstream is not configured",
-            ));
-        };
+    async fn fetch(
+        &self,
+        users: &Upstream,
+        basic: &str,
+        request_id: &str,
+    ) -> Result<String, FetchError> {
         let mut tried = 0u64;
         let mut attempts = 0u32;
         let mut stale_retry_left = true;

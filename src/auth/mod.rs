@@ -26,7 +26,7 @@ pub use self::{
     credentials::{Credentials, CredentialsError},
     jwt::{Identity, JwtVerifier, TokenError},
 };
-use crate::metrics;
+use crate::{metrics, upstream::Upstream};
 
 /// What the users service said about a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,8 +46,14 @@ pub enum FetchError {
 /// ([`exchange::UsersTokenSource`]); unit tests substitute a counting fake.
 #[async_trait]
 pub trait TokenSource: Send + Sync {
-    /// Exchanges a Basic credential (the base64 part) for a JWT.
-    async fn fetch(&self, basic: &str, request_id: &str) -> Result<String, FetchError>;
+    /// Exchanges a Basic credential (the base64 part) for a JWT at `users`, the token
+    /// upstream of the config the request runs under.
+    async fn fetch(
+        &self,
+        users: &Upstream,
+        basic: &str,
+        request_id: &str,
+    ) -> Result<String, FetchError>;
 }
 
 /// Why a request is not authenticated.
@@ -167,11 +173,14 @@ impl TokenProvider {
     }
 
     /// Who sent this `Authorization` header, as of `now`.
+    /// `users` is the token upstream of the request's config (its breakers guard the
+    /// exchange).
     pub async fn authenticate(
         &self,
         authorization: Option<&[u8]>,
         now: SystemTime,
         request_id: &str,
+        users: &Upstream,
     ) -> Result<Identity, AuthError> {
         match credentials::parse(authorization) {
             Err(CredentialsError::Missing) => Err(AuthError::Missing),
@@ -182,7 +191,7 @@ impl TokenProvider {
                 .verifier
                 .verify(token, now)
                 .map_err(AuthError::InvalidToken),
-            Ok(Credentials::Basic(basic)) => self.exchange(basic, now, request_id).await,
+            Ok(Credentials::Basic(basic)) => self.exchange(basic, now, request_id, users).await,
         }
     }
 
@@ -200,11 +209,12 @@ impl TokenProvider {
         basic: &str,
         now: SystemTime,
         request_id: &str,
+        users: &Upstream,
     ) -> Result<Identity, AuthError> {
         if self.settings.capacity == 0 {
             metrics::TOKEN_CACHE.with_label_values(&["miss"]).inc();
             return self
-                .fetch(basic, now, request_id)
+                .fetch(basic, now, request_id, users)
                 .await
                 .and_then(into_identity);
         }
@@ -229,7 +239,7 @@ impl TokenProvider {
                         return Op::Nop;
                     }
                     metrics::TOKEN_CACHE.with_label_values(&["miss"]).inc();
-                    match self.fetch(basic, now, request_id).await {
+                    match self.fetch(basic, now, request_id, users).await {
                         Ok(entry) => Op::Put(entry),
                         Err(error) => {
                             *outcome = Some(Err(error));
@@ -280,9 +290,10 @@ impl TokenProvider {
         basic: &str,
         now: SystemTime,
         request_id: &str,
+        users: &Upstream,
     ) -> Result<Entry, AuthError> {
         let started = Instant::now();
-        let result = self.source.fetch(basic, request_id).await;
+        let result = self.source.fetch(users, basic, request_id).await;
         metrics::AUTH_DURATION.observe(started.elapsed().as_secs_f64());
         let (outcome, entry) = match result {
             Ok(token) => match self.verifier.verify(token.trim(), now) {

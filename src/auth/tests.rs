@@ -51,7 +51,12 @@ impl FakeUsers {
 
 #[async_trait]
 impl TokenSource for FakeUsers {
-    async fn fetch(&self, _basic: &str, _request_id: &str) -> Result<String, FetchError> {
+    async fn fetch(
+        &self,
+        _users: &Upstream,
+        _basic: &str,
+        _request_id: &str,
+    ) -> Result<String, FetchError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
         self.answer.lock().unwrap().clone()
@@ -73,18 +78,27 @@ fn provider(source: Arc<FakeUsers>, capacity: u64) -> TokenProvider {
 
 const BASIC: &[u8] = b"Basic dXNlcjE6cGFzc3dvcmQ=";
 
+/// A users upstream for the calls; the fake source never contacts it.
+fn token_upstream() -> Upstream {
+    let config = crate::config::Config::parse(
+        "upstreams:\n  users: { backends: [127.0.0.1:1] }\nroutes:\n  - { path: /, upstream: users, auth: none }\n",
+    )
+    .unwrap();
+    Upstream::new(&config.upstreams[0], Instant::now(), None)
+}
+
 #[tokio::test]
 async fn a_cached_token_is_served_until_its_refresh_time() {
     let users = FakeUsers::new(Ok(token(1, T0 + 900)));
     let provider = provider(users.clone(), 100);
     let first = provider
-        .authenticate(Some(BASIC), at(T0), "r")
+        .authenticate(Some(BASIC), at(T0), "r", &token_upstream())
         .await
         .unwrap();
     assert_eq!(first.user_id, 1);
     for s in [1, 100, 869] {
         provider
-            .authenticate(Some(BASIC), at(T0 + s), "r")
+            .authenticate(Some(BASIC), at(T0 + s), "r", &token_upstream())
             .await
             .unwrap();
     }
@@ -93,7 +107,7 @@ async fn a_cached_token_is_served_until_its_refresh_time() {
     // 30 s before exp the entry is refreshed, never served stale.
     users.answer(Ok(token(1, T0 + 1800)));
     let refreshed = provider
-        .authenticate(Some(BASIC), at(T0 + 870), "r")
+        .authenticate(Some(BASIC), at(T0 + 870), "r", &token_upstream())
         .await
         .unwrap();
     assert_eq!(users.calls(), 2);
@@ -108,7 +122,11 @@ async fn concurrent_misses_share_one_exchange() {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..200 {
         let provider = provider.clone();
-        tasks.spawn(async move { provider.authenticate(Some(BASIC), at(T0), "r").await });
+        tasks.spawn(async move {
+            provider
+                .authenticate(Some(BASIC), at(T0), "r", &token_upstream())
+                .await
+        });
     }
     while let Some(result) = tasks.join_next().await {
         assert_eq!(result.unwrap().unwrap().user_id, 1);
@@ -122,13 +140,17 @@ async fn refusals_are_remembered_for_the_negative_ttl() {
     let provider = provider(users.clone(), 100);
     for s in [0, 1, 4] {
         assert_eq!(
-            provider.authenticate(Some(BASIC), at(T0 + s), "r").await,
+            provider
+                .authenticate(Some(BASIC), at(T0 + s), "r", &token_upstream())
+                .await,
             Err(AuthError::Rejected)
         );
     }
     assert_eq!(users.calls(), 1);
     assert_eq!(
-        provider.authenticate(Some(BASIC), at(T0 + 5), "r").await,
+        provider
+            .authenticate(Some(BASIC), at(T0 + 5), "r", &token_upstream())
+            .await,
         Err(AuthError::Rejected)
     );
     assert_eq!(users.calls(), 2);
@@ -142,7 +164,7 @@ async fn unavailability_is_not_cached() {
     }));
     let provider = provider(users.clone(), 100);
     let error = provider
-        .authenticate(Some(BASIC), at(T0), "r")
+        .authenticate(Some(BASIC), at(T0), "r", &token_upstream())
         .await
         .unwrap_err();
     assert!(
@@ -151,7 +173,7 @@ async fn unavailability_is_not_cached() {
     users.answer(Ok(token(1, T0 + 900)));
     assert!(
         provider
-            .authenticate(Some(BASIC), at(T0), "r")
+            .authenticate(Some(BASIC), at(T0), "r", &token_upstream())
             .await
             .is_ok()
     );
@@ -163,7 +185,7 @@ async fn a_token_that_does_not_verify_is_the_services_fault() {
     let users = FakeUsers::new(Ok("garbage".into()));
     let provider = provider(users, 100);
     let error = provider
-        .authenticate(Some(BASIC), at(T0), "r")
+        .authenticate(Some(BASIC), at(T0), "r", &token_upstream())
         .await
         .unwrap_err();
     assert!(matches!(error, AuthError::Unavailable { .. }), "{error:?}");
@@ -175,7 +197,7 @@ async fn capacity_zero_exchanges_every_time() {
     let provider = provider(users.clone(), 0);
     for _ in 0..3 {
         provider
-            .authenticate(Some(BASIC), at(T0), "r")
+            .authenticate(Some(BASIC), at(T0), "r", &token_upstream())
             .await
             .unwrap();
     }
@@ -188,20 +210,24 @@ async fn bearer_tokens_are_verified_locally() {
     let provider = provider(users.clone(), 100);
     let header = format!("Bearer {}", token(9, T0 + 60));
     let identity = provider
-        .authenticate(Some(header.as_bytes()), at(T0), "r")
+        .authenticate(Some(header.as_bytes()), at(T0), "r", &token_upstream())
         .await
         .unwrap();
     assert_eq!(identity.user_id, 9);
     let expired = provider
-        .authenticate(Some(header.as_bytes()), at(T0 + 60), "r")
+        .authenticate(Some(header.as_bytes()), at(T0 + 60), "r", &token_upstream())
         .await;
     assert_eq!(expired, Err(AuthError::InvalidToken(TokenError::Expired)));
     assert_eq!(
-        provider.authenticate(None, at(T0), "r").await,
+        provider
+            .authenticate(None, at(T0), "r", &token_upstream())
+            .await,
         Err(AuthError::Missing)
     );
     assert_eq!(
-        provider.authenticate(Some(b"Digest x"), at(T0), "r").await,
+        provider
+            .authenticate(Some(b"Digest x"), at(T0), "r", &token_upstream())
+            .await,
         Err(AuthError::Malformed)
     );
     assert_eq!(users.calls(), 0);

@@ -185,6 +185,7 @@ pub(super) fn compile(
             listen,
             threads: usize::try_from(threads).unwrap_or(1),
             grace_period: shape.server.grace_period.0,
+            watch_interval: shape.server.watch_interval.0,
         },
         admin: AdminSettings {
             listen: admin_listen,

@@ -189,6 +189,10 @@ pub struct ServerConfig {
     /// On SIGTERM, how long in-flight requests get to finish. Default 5s.
     #[serde(default = "default_grace_period")]
     pub grace_period: HumanDuration,
+    /// How often the config file is checked for changes; `0s` disables watching (SIGHUP
+    /// still reloads). Default 1s.
+    #[serde(default = "default_watch_interval")]
+    pub watch_interval: HumanDuration,
 }
 
 impl Default for ServerConfig {
@@ -197,6 +201,7 @@ impl Default for ServerConfig {
             listen: default_listen(),
             threads: default_threads(),
             grace_period: default_grace_period(),
+            watch_interval: default_watch_interval(),
         }
     }
 }
@@ -380,6 +385,9 @@ fn default_threads() -> i64 {
 }
 fn default_grace_period() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(5))
+}
+fn default_watch_interval() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1))
 }
 fn default_admin_listen() -> String {
     "127.0.0.1:9091".to_owned()

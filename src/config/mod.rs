@@ -4,6 +4,7 @@
 //! compiled [`Config`]; it never parses a config string.
 
 mod compile;
+mod explain;
 pub mod file;
 mod source_map;
 mod units;
@@ -12,6 +13,7 @@ use std::{fmt, net::SocketAddr, path::Path, sync::Arc, time::Duration};
 
 use http::Method;
 
+pub use explain::explain_breaker;
 pub use file::{AuthMode, CacheScope};
 
 use crate::upstream::breaker::BreakerPolicy;
@@ -55,7 +57,7 @@ pub struct RouteCachePolicy {
 }
 
 /// The compiled `auth` section.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthSettings {
     pub upstream: Arc<str>,
     pub path: String,
@@ -90,6 +92,7 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     pub threads: usize,
     pub grace_period: Duration,
+    pub watch_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

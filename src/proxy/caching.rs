@@ -55,14 +55,11 @@ pub enum Looked {
 
 /// Looks the request up. Runs after authentication, so an unauthenticated request never
 /// sees a cached body.
-pub async fn look_up(
-    cache: &ResponseCache,
-    session: &mut Session,
-    ctx: &mut RequestCtx,
-) -> pingora::Result<Looked> {
-    let Some(route) = ctx.route.clone() else {
+pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Looked> {
+    let (Some(route), Some(state)) = (ctx.route.clone(), ctx.state.clone()) else {
         return Ok(Looked::Proceed);
     };
+    let cache = &*state.cache;
     let Some(policy) = route.cache else {
         return Ok(Looked::Proceed);
     };

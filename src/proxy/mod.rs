@@ -24,12 +24,12 @@ use tracing::{debug, warn};
 
 pub use self::context::RequestCtx;
 use self::{context::Attempt, problem::Problem};
+pub use crate::state::State;
 use crate::{
-    auth::{AuthError, Identity, TokenProvider},
-    cache::ResponseCache,
-    config::{AuthMode, Config},
+    auth::{AuthError, Identity},
+    config::AuthMode,
     metrics,
-    router::{RouteError, Router},
+    router::RouteError,
     upstream::{
         Upstream,
         breaker::{CallOutcome, FailureKind},
@@ -42,46 +42,14 @@ pub const REQUEST_ID: &str = "x-request-id";
 /// Identity headers only the gateway may set; a client's copies are dropped.
 const IDENTITY_HEADERS: [&str; 2] = ["x-user-id", "x-user-login"];
 
-/// Everything a request needs from the config, swapped whole when the config changes so
-/// that a request runs start to end under the one it began with.
-#[derive(Debug)]
-pub struct State {
-    pub router: Router,
-    pub upstreams: Vec<Arc<Upstream>>,
-}
-
-impl State {
-    pub fn upstream(&self, name: &str) -> Option<&Arc<Upstream>> {
-        self.upstreams.iter().find(|u| &*u.name == name)
-    }
-
-    pub fn new(config: &Config, origin: Instant) -> Self {
-        State {
-            router: Router::new(&config.routes),
-            upstreams: config
-                .upstreams
-                .iter()
-                .map(|spec| Arc::new(Upstream::new(spec, origin)))
-                .collect(),
-        }
-    }
-}
-
 /// The gateway's `ProxyHttp`.
 pub struct Gateway {
     state: Arc<ArcSwap<State>>,
-    /// Present when the config has an `auth` section.
-    auth: Option<Arc<TokenProvider>>,
-    cache: Arc<ResponseCache>,
 }
 
 impl Gateway {
-    pub fn new(
-        state: Arc<ArcSwap<State>>,
-        auth: Option<Arc<TokenProvider>>,
-        cache: Arc<ResponseCache>,
-    ) -> Self {
-        Gateway { state, auth, cache }
+    pub fn new(state: Arc<ArcSwap<State>>) -> Self {
+        Gateway { state }
     }
 
     /// Authenticates a request on a route that requires it; on failure the problem to send.
@@ -90,7 +58,11 @@ impl Gateway {
         session: &Session,
         ctx: &RequestCtx,
     ) -> std::result::Result<Identity, Problem> {
-        let Some(provider) = &self.auth else {
+        let state = ctx
+            .state
+            .as_ref()
+            .ok_or_else(|| Problem::from_status(500))?;
+        let (Some(provider), Some(users)) = (&state.auth, state.token_upstream()) else {
             return Err(Problem::from_status(500));
         };
         let authorization = session
@@ -99,7 +71,12 @@ impl Gateway {
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
         let result = provider
-            .authenticate(authorization.as_deref(), SystemTime::now(), &ctx.request_id)
+            .authenticate(
+                authorization.as_deref(),
+                SystemTime::now(),
+                &ctx.request_id,
+                users,
+            )
             .await;
         result.map_err(|error| match error {
             AuthError::Missing => {
@@ -166,7 +143,7 @@ impl ProxyHttp for Gateway {
                 "route names no upstream",
             ));
         };
-        if let caching::Looked::Answered = caching::look_up(&self.cache, session, ctx).await? {
+        if let caching::Looked::Answered = caching::look_up(session, ctx).await? {
             return Ok(true);
         }
         // Refuse here rather than in upstream_peer when nothing can be admitted: an early
@@ -257,6 +234,9 @@ impl ProxyHttp for Gateway {
             }
         }
         let method = session.req_header().method.clone();
+        let Some(cache) = ctx.state.as_ref().map(|s| s.cache.clone()) else {
+            return Ok(());
+        };
         if let Some(cache_state) = ctx.cache.as_mut() {
             if failed && cache_state.usable_stale(SystemTime::now()).is_some() {
                 // Abandon this response; fail_to_proxy answers from the stale entry.
@@ -265,13 +245,13 @@ impl ProxyHttp for Gateway {
                     "upstream failed; answering from the stale cache entry",
                 );
             }
-            caching::on_upstream_response(&self.cache, cache_state, &method, upstream_response)?;
+            caching::on_upstream_response(&cache, cache_state, &method, upstream_response)?;
         }
         if !crate::cache::is_cacheable_method(&method) && (200..300).contains(&status) {
             if let Some(route) = &ctx.route {
                 // Before the client sees the answer, so its next read cannot be stale.
                 let user = ctx.identity.as_ref().map(|i| i.user_id);
-                self.cache.invalidate(&route.invalidates, user).await;
+                cache.invalidate(&route.invalidates, user).await;
             }
         }
         Ok(())
@@ -285,7 +265,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
         if let Some(cache_state) = ctx.cache.as_mut() {
-            caching::on_body(&self.cache, cache_state, body.as_ref(), end_of_stream);
+            if let Some(state) = &ctx.state {
+                caching::on_body(&state.cache, cache_state, body.as_ref(), end_of_stream);
+            }
         }
         Ok(None)
     }

@@ -310,6 +310,9 @@ pub struct CircuitBreaker {
     open_until: AtomicU64,
     /// Current open period in nanoseconds (the backoff). Written only by transition owners.
     open_for: AtomicU64,
+    /// Failed probes since the breaker last closed: the period is `open_for << reopens`
+    /// under the policy in force at the re-trip, so a reloaded `open_for` governs at once.
+    reopens: AtomicU32,
     /// Current run of failures while closed.
     consecutive: AtomicU32,
     window: Window,
@@ -341,6 +344,7 @@ impl CircuitBreaker {
             word: AtomicU64::new(Word::new(Phase::Closed, 0, 0, 0).0),
             open_until: AtomicU64::new(0),
             open_for: AtomicU64::new(limits.open_for),
+            reopens: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
             window: Window::new(),
             policy: ArcSwap::new(policy),
@@ -697,6 +701,7 @@ impl CircuitBreaker {
                         self.window.clear();
                         self.consecutive.store(0, Ordering::Relaxed);
                         self.open_for.store(limits.open_for, Ordering::Relaxed);
+                        self.reopens.store(0, Ordering::Relaxed);
                         self.complete(
                             BreakerState::HalfOpen,
                             BreakerState::Closed,
@@ -733,14 +738,16 @@ impl CircuitBreaker {
                 Err(_) => return,
             }
         };
-        let period = match from.phase() {
-            Phase::HalfOpen => self
-                .open_for
-                .load(Ordering::Relaxed)
-                .saturating_mul(2)
-                .clamp(limits.open_for, limits.max_open_for),
-            _ => limits.open_for,
+        let reopens = match from.phase() {
+            Phase::HalfOpen => self.reopens.load(Ordering::Relaxed).saturating_add(1),
+            _ => 0,
         };
+        self.reopens.store(reopens, Ordering::Relaxed);
+        let doubling = 1u64.checked_shl(reopens).unwrap_or(u64::MAX);
+        let period = limits
+            .open_for
+            .saturating_mul(doubling)
+            .clamp(limits.open_for, limits.max_open_for);
         self.open_for.store(period, Ordering::Relaxed);
         self.open_until
             .store(self.nanos(now).saturating_add(period), Ordering::Relaxed);
@@ -1500,6 +1507,25 @@ mod tests {
             TransitionReason::ConsecutiveFailures { count: 2 }
         );
         assert_eq!(last.open_for, Some(SEC));
+    }
+
+    #[test]
+    fn a_re_trip_after_set_policy_doubles_the_new_open_period() {
+        let (b, _, t0) = breaker(policy());
+        trip(&b, t0);
+        b.set_policy(Arc::new(BreakerPolicy {
+            open_for: SEC,
+            max_open_for: 60 * SEC,
+            half_open_probes: 1,
+            ..policy()
+        }));
+        // The old 10 s period still runs; its failing probe re-opens for 2 x the new 1 s.
+        let t = t0 + 10 * SEC;
+        call(&b, fail(), t).unwrap();
+        assert_eq!(b.snapshot(t).open_for, 2 * SEC);
+        let t = t + 2 * SEC;
+        call(&b, fail(), t).unwrap();
+        assert_eq!(b.snapshot(t).open_for, 4 * SEC);
     }
 
     #[test]

@@ -34,7 +34,9 @@ pub const MAX_BACKENDS: usize = 64;
 pub struct Backend {
     pub label: Arc<str>,
     pub addr: SocketAddr,
-    pub breaker: CircuitBreaker,
+    /// Shared with the next config's backend of the same upstream and address, so a
+    /// reload keeps what the breaker learnt.
+    pub breaker: Arc<CircuitBreaker>,
     peer: HttpPeer,
 }
 
@@ -73,7 +75,9 @@ pub struct Unavailable {
 }
 
 impl Upstream {
-    pub fn new(spec: &UpstreamSpec, origin: Instant) -> Self {
+    /// Builds the pool. Backends that `previous` (the same upstream under the config being
+    /// replaced) already had at the same address keep their breaker, under the new policy.
+    pub fn new(spec: &UpstreamSpec, origin: Instant, previous: Option<&Upstream>) -> Self {
         let backends = spec
             .backends
             .iter()
@@ -85,17 +89,31 @@ impl Upstream {
                 peer.options.read_timeout = Some(spec.read_timeout);
                 peer.options.write_timeout = Some(spec.write_timeout);
                 peer.options.idle_timeout = Some(spec.idle_timeout);
-                let gauge = metrics::BREAKER_STATE.with_label_values(&[&*spec.name, &*b.label]);
-                gauge.set(BreakerState::Closed.gauge_value());
-                let listener = Arc::new(TransitionLog {
-                    upstream: spec.name.clone(),
-                    backend: b.label.clone(),
-                    gauge,
-                });
+                let kept = previous
+                    .and_then(|p| p.backends.iter().find(|old| old.addr == b.addr))
+                    .map(|old| (old.label.clone(), old.breaker.clone()));
+                let (label, breaker) = match kept {
+                    Some((label, breaker)) => {
+                        breaker.set_policy(spec.policy.clone());
+                        (label, breaker)
+                    }
+                    None => {
+                        let gauge =
+                            metrics::BREAKER_STATE.with_label_values(&[&*spec.name, &*b.label]);
+                        gauge.set(BreakerState::Closed.gauge_value());
+                        let listener = Arc::new(TransitionLog {
+                            upstream: spec.name.clone(),
+                            backend: b.label.clone(),
+                            gauge,
+                        });
+                        let breaker = CircuitBreaker::new(spec.policy.clone(), listener, origin);
+                        (b.label.clone(), Arc::new(breaker))
+                    }
+                };
                 Backend {
-                    label: b.label.clone(),
+                    label,
                     addr: b.addr,
-                    breaker: CircuitBreaker::new(spec.policy.clone(), listener, origin),
+                    breaker,
                     peer,
                 }
             })
@@ -162,6 +180,16 @@ impl Upstream {
     /// Whether a backend other than those `tried` exists at all.
     pub fn has_untried(&self, tried: u64) -> bool {
         (0..self.backends.len()).any(|i| tried & (1 << i) == 0)
+    }
+
+    /// Forgets the metric series of backends that `next` no longer has.
+    pub fn retire_removed(&self, next: Option<&Upstream>) {
+        for backend in &self.backends {
+            let kept = next.is_some_and(|n| n.backends.iter().any(|b| b.addr == backend.addr));
+            if !kept {
+                let _ = metrics::BREAKER_STATE.remove_label_values(&[&*self.name, &*backend.label]);
+            }
+        }
     }
 
     pub fn peer(&self, backend: usize) -> Option<&HttpPeer> {

@@ -163,3 +163,76 @@ fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[test]
+fn check_explains_each_breaker() {
+    let out = run(&["check", "--explain", "--config", "gateway.yaml"]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("breaker default (each backend of parties, paths, trips, users):"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("opens after 5 failures in a row"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("stays open 10s at first, doubling after each failed probe up to 5m"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_config() {
+    let origin = TestUpstream::start(Mode::Echo).await;
+    let dir = tempdir();
+    let (port, admin) = (free_port(), free_port());
+    let path = dir.join("gateway.yaml");
+    let base = format!(
+        "server: {{ listen: 127.0.0.1:{port}, threads: 1, grace_period: 0s, watch_interval: 0s }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nupstreams:\n  o: {{ backends: [\"{}\"] }}\nroutes:\n  - {{ path: /svc, upstream: o, auth: none }}\n",
+        origin.addr
+    );
+    std::fs::write(&path, &base).unwrap();
+    let mut child = gateway()
+        .args(["--config", &path.display().to_string()])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let status_of = |path: &'static str| async move {
+        reqwest::get(format!("http://127.0.0.1:{port}{path}"))
+            .await
+            .map_or(0, |r| r.status().as_u16())
+    };
+    eventually(Duration::from_secs(10), || async {
+        status_of("/svc").await == 200
+    })
+    .await;
+
+    // Watching is off (watch_interval: 0s): the edit waits for SIGHUP.
+    let edited = format!("{base}  - {{ path: /added, upstream: o, auth: none }}\n");
+    std::fs::write(&path, &edited).unwrap();
+    assert_eq!(status_of("/added").await, 404);
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    eventually(Duration::from_secs(10), || async {
+        status_of("/added").await == 200
+    })
+    .await;
+    let status: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{admin}/admin/config"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["last_reload"]["trigger"], "sighup");
+    assert_eq!(
+        status["hash"],
+        crate::support::gateway::sha256(edited.as_bytes()).as_str()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

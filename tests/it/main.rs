@@ -11,3 +11,4 @@ mod cache;
 mod cli;
 mod config_fixtures;
 mod proxying;
+mod reload;

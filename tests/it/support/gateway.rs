@@ -56,7 +56,33 @@ impl TestGateway {
         let env = |name: &str| (name == "JWT_SECRET").then(|| super::users::JWT_SECRET.to_owned());
         let config = Config::parse_with_env(&text, &env)
             .unwrap_or_else(|e| panic!("test config: {e:?}\n{text}"));
-        let server = GatewayServer::build(&config).unwrap();
+        let server = GatewayServer::build(config).unwrap();
+        Self::run(server, addr, admin).await
+    }
+
+    /// A gateway run from a config file it watches (every 100 ms). `body` is the config
+    /// without `server` and `admin`; rewrite it with [`ConfigFile::write`].
+    pub async fn start_watching(body: &str) -> (Self, ConfigFile) {
+        super::logs::capture();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let file = ConfigFile {
+            dir: super::users::TempDir::new(),
+            header: format!(
+                "server: {{ listen: \"{addr}\", threads: 1, grace_period: 0s, watch_interval: 100ms }}\nadmin: {{ listen: \"{admin}\" }}\n"
+            ),
+        };
+        file.write(body);
+        let env: gateway::reload::Env = std::sync::Arc::new(|name: &str| {
+            (name == "JWT_SECRET").then(|| super::users::JWT_SECRET.to_owned())
+        });
+        let server =
+            GatewayServer::from_file(&file.path(), env, gateway::server::ReloadOptions::default())
+                .unwrap();
+        (Self::run(server, addr, admin).await, file)
+    }
+
+    async fn run(server: GatewayServer, addr: SocketAddr, admin: SocketAddr) -> Self {
         let (tx, rx) = mpsc::channel(1);
         let thread = std::thread::spawn(move || {
             server.run(Box::new(ChannelShutdown(Mutex::new(rx))));
@@ -74,6 +100,15 @@ impl TestGateway {
             .await;
         }
         gateway
+    }
+
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        reqwest::get(self.admin_url(path))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -120,6 +155,45 @@ impl TestGateway {
             .await
             .unwrap()
     }
+}
+
+/// A config file the gateway watches.
+pub struct ConfigFile {
+    dir: super::users::TempDir,
+    header: String,
+}
+
+impl ConfigFile {
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.0.join("gateway.yaml")
+    }
+
+    /// Replaces the file atomically (write, then rename), as editors and deploy tools do.
+    /// Returns the SHA-256 of what was written.
+    pub fn write(&self, body: &str) -> String {
+        let text = format!("{}{body}", self.header);
+        let temporary = self.dir.0.join("gateway.yaml.tmp");
+        std::fs::write(&temporary, &text).unwrap();
+        std::fs::rename(&temporary, self.path()).unwrap();
+        sha256(text.as_bytes())
+    }
+
+    /// Writes exactly these bytes (no header), in place.
+    pub fn write_raw(&self, text: &str) {
+        std::fs::write(self.path(), text).unwrap();
+    }
+
+    pub fn header(&self) -> &str {
+        &self.header
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Drop for TestGateway {

@@ -1,0 +1,85 @@
+//! `gateway check --explain`: what a breaker policy means in plain words, so the effect of
+//! an edit is visible before it is saved.
+
+use crate::upstream::breaker::BreakerPolicy;
+
+fn duration(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn percent(rate: f64) -> String {
+    let value = rate * 100.0;
+    if value.fract() == 0.0 {
+        format!("{value:.0}%")
+    } else {
+        format!("{value}%")
+    }
+}
+
+/// One line per way the breaker trips, then how it recovers.
+pub fn explain_breaker(policy: &BreakerPolicy) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(n) = policy.consecutive_failures {
+        lines.push(format!("opens after {n} failures in a row"));
+    }
+    let window = duration(policy.window);
+    let calls = policy.minimum_calls;
+    if let Some(rate) = policy.failure_rate {
+        let failures = (rate * f64::from(calls)).ceil();
+        lines.push(format!(
+            "opens when at least {} of the calls in the last {window} failed, once there are {calls} or more (e.g. {failures} of {calls})",
+            percent(rate)
+        ));
+    }
+    if let Some(rate) = policy.slow_call_rate {
+        lines.push(format!(
+            "opens when at least {} of the calls in the last {window} took longer than {} to answer, once there are {calls} or more",
+            percent(rate),
+            duration(policy.slow_call_duration)
+        ));
+    }
+    lines.push(format!(
+        "stays open {} at first, doubling after each failed probe up to {}",
+        duration(policy.open_for),
+        duration(policy.max_open_for)
+    ));
+    lines.push(format!(
+        "then lets {} trial call{} through; closes when all succeed",
+        policy.half_open_probes,
+        if policy.half_open_probes == 1 {
+            ""
+        } else {
+            "s"
+        }
+    ));
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    #[test]
+    fn explains_the_default_policy() {
+        let config = Config::parse("upstreams:\n  a: { backends: [127.0.0.1:1] }\nroutes:\n  - { path: /, upstream: a, auth: none }\n").unwrap();
+        let lines = explain_breaker(&config.upstreams[0].policy);
+        assert_eq!(lines[0], "opens after 5 failures in a row");
+        assert!(
+            lines[1].contains(
+                "50% of the calls in the last 30s failed, once there are 10 or more (e.g. 5 of 10)"
+            ),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[2].contains("took longer than 2s"), "{}", lines[2]);
+        assert_eq!(
+            lines[3],
+            "stays open 10s at first, doubling after each failed probe up to 5m"
+        );
+        assert_eq!(
+            lines[4],
+            "then lets 3 trial calls through; closes when all succeed"
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! Live reload: edits of the watched config file apply without dropping a request or
+//! forgetting what the breakers learnt; invalid edits never take effect.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use crate::support::{Mode, TestGateway, TestUpstream, client, eventually, metric};
+
+fn one_route(a: &TestUpstream, extra_backends: &str, breaker: &str, more_routes: &str) -> String {
+    format!(
+        "upstreams:\n  a: {{ backends: [\"{}\"{extra_backends}], breaker: b }}\n  other: {{ backends: [\"{}\"] }}\nbreakers:\n  b: {{ {breaker} }}\nroutes:\n  - {{ path: /svc, upstream: a, auth: none }}\n{more_routes}",
+        a.addr, a.addr
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn edits_apply_under_load_without_failing_a_request() {
+    let first = TestUpstream::start(Mode::Echo).await;
+    let second = TestUpstream::start(Mode::Echo).await;
+    let (gateway, file) =
+        TestGateway::start_watching(&one_route(&first, "", "consecutive_failures: 5", "")).await;
+    let initial = gateway.admin_json("/admin/config").await;
+
+    // A steady load for the whole test.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, url) = (stop.clone(), gateway.url("/svc"));
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let status = http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                statuses.push(status);
+            }
+            statuses
+        })
+    };
+
+    // A new threshold, a new route and a second backend, in one edit.
+    let new_routes = "  - { path: /new, upstream: other, auth: none }\n";
+    let hash = file.write(&one_route(
+        &first,
+        &format!(", \"{}\"", second.addr),
+        "consecutive_failures: 9",
+        new_routes,
+    ));
+    eventually(Duration::from_secs(10), || async {
+        client()
+            .get(gateway.url("/new"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    })
+    .await;
+    let status = gateway.admin_json("/admin/config").await;
+    assert_eq!(status["hash"], hash.as_str());
+    assert_ne!(status["hash"], initial["hash"]);
+    assert_eq!(status["last_reload"]["applied"], true);
+    // The added backend takes its share.
+    eventually(Duration::from_secs(10), || async { second.hits() > 0 }).await;
+
+    stop.store(true, Ordering::Relaxed);
+    let statuses = load.await.unwrap();
+    assert!(statuses.len() > 20, "too little load: {}", statuses.len());
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "a request failed during the reload: {statuses:?}"
+    );
+    let text = gateway.metrics().await;
+    assert!(
+        metric(
+            &text,
+            "gateway_config_reloads_total",
+            &[("result", "success")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_breaker_stays_open_across_a_reload_and_new_thresholds_govern() {
+    let origin = TestUpstream::start(Mode::Status(500)).await;
+    let breaker = |open: &str, failures: u32| {
+        format!(
+            "consecutive_failures: {failures}, failure_rate: off, open_for: {open}, max_open_for: 10s, half_open_probes: 1"
+        )
+    };
+    let (gateway, file) =
+        TestGateway::start_watching(&one_route(&origin, "", &breaker("2s", 2), "")).await;
+    let http = client();
+    for _ in 0..2 {
+        assert_eq!(
+            http.get(gateway.url("/svc")).send().await.unwrap().status(),
+            500
+        );
+    }
+    assert_eq!(gateway.breaker("a", origin.addr).await["state"], "open");
+
+    let hash = file.write(&one_route(&origin, "", &breaker("200ms", 4), ""));
+    eventually(Duration::from_secs(10), || async {
+        gateway.admin_json("/admin/config").await["hash"] == hash.as_str()
+    })
+    .await;
+    // Still open: what it learnt survives, and so does the rest of its open period.
+    let report = gateway.breaker("a", origin.addr).await;
+    assert_eq!(report["state"], "open", "{report}");
+    assert_eq!(
+        http.get(gateway.url("/svc")).send().await.unwrap().status(),
+        503
+    );
+    assert_eq!(origin.hits(), 2);
+
+    // The old period runs out; the failing probe re-opens with the new period doubled.
+    eventually(Duration::from_secs(10), || async {
+        http.get(gateway.url("/svc")).send().await.unwrap();
+        origin.hits() > 2
+    })
+    .await;
+    let report = gateway.breaker("a", origin.addr).await;
+    assert_eq!(report["state"], "open", "{report}");
+    assert_eq!(report["open_for_seconds"], 0.4, "{report}");
+
+    // Recovered, it closes; then the new threshold (4 in a row) decides when it opens.
+    origin.set_mode(Mode::Echo);
+    eventually(Duration::from_secs(10), || async {
+        http.get(gateway.url("/svc")).send().await.unwrap().status() == 200
+            && gateway.breaker("a", origin.addr).await["state"] == "closed"
+    })
+    .await;
+    origin.set_mode(Mode::Status(500));
+    for _ in 0..3 {
+        assert_eq!(
+            http.get(gateway.url("/svc")).send().await.unwrap().status(),
+            500
+        );
+    }
+    assert_eq!(gateway.breaker("a", origin.addr).await["state"], "closed");
+    assert_eq!(
+        http.get(gateway.url("/svc")).send().await.unwrap().status(),
+        500
+    );
+    assert_eq!(gateway.breaker("a", origin.addr).await["state"], "open");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invalid_edits_never_take_effect_and_a_fix_does() {
+    let origin = TestUpstream::start(Mode::Echo).await;
+    let good = one_route(&origin, "", "consecutive_failures: 5", "");
+    let (gateway, file) = TestGateway::start_watching(&good).await;
+    let running = gateway.admin_json("/admin/config").await["hash"].clone();
+    let text = gateway.metrics().await;
+    let failures_before = metric(
+        &text,
+        "gateway_config_reloads_total",
+        &[("result", "failure")],
+    )
+    .unwrap_or(0.0);
+
+    let broken = [
+        (
+            format!("{good}  - {{ path: /x, upstream: a\n"),
+            "did not find expected",
+        ),
+        (
+            format!("{good}  - {{ path: /x, upstream: orders, auth: none }}\n"),
+            "routes[1].upstream: unknown upstream \"orders\"",
+        ),
+        (
+            good.replace("breaker: b }", "breaker: b, timeout: 5s }"),
+            "unknown field `timeout`",
+        ),
+    ];
+    let mut rejected = 0.0;
+    for (text, expected) in &broken {
+        let hash = file.write(text);
+        rejected += 1.0;
+        eventually(Duration::from_secs(10), || async {
+            gateway.admin_json("/admin/config").await["last_reload"]["hash"] == hash.as_str()
+        })
+        .await;
+        let status = gateway.admin_json("/admin/config").await;
+        assert_eq!(status["hash"], running, "an invalid file took effect");
+        assert_eq!(status["last_reload"]["applied"], false);
+        let errors: Vec<&str> = status["last_reload"]["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e.as_str().unwrap())
+            .collect();
+        let errors = errors.join("\n");
+        assert!(errors.contains(expected), "{expected} not in {errors}");
+        assert!(
+            errors.contains("gateway.yaml:"),
+            "no file and line in {errors}"
+        );
+        assert_eq!(
+            client()
+                .get(gateway.url("/svc"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+        let text = gateway.metrics().await;
+        assert_eq!(
+            metric(
+                &text,
+                "gateway_config_reloads_total",
+                &[("result", "failure")]
+            )
+            .unwrap_or(0.0)
+                - failures_before,
+            rejected
+        );
+    }
+
+    // A listener cannot move in place.
+    let hash = {
+        let moved = format!(
+            "{}{good}",
+            file.header().replace(
+                "admin: { listen: \"127.0.0.1:",
+                "admin: { listen: \"127.0.0.2:"
+            )
+        );
+        file.write_raw(&moved);
+        crate::support::gateway::sha256(moved.as_bytes())
+    };
+    eventually(Duration::from_secs(10), || async {
+        gateway.admin_json("/admin/config").await["last_reload"]["hash"] == hash.as_str()
+    })
+    .await;
+    let errors = gateway.admin_json("/admin/config").await["last_reload"]["errors"].to_string();
+    assert!(errors.contains("needs a restart"), "{errors}");
+
+    // Fixed: applied.
+    let hash = file.write(&format!(
+        "{good}  - {{ path: /x, upstream: a, auth: none }}\n"
+    ));
+    eventually(Duration::from_secs(10), || async {
+        gateway.admin_json("/admin/config").await["hash"] == hash.as_str()
+    })
+    .await;
+    assert_eq!(
+        client()
+            .get(gateway.url("/x"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let text = gateway.metrics().await;
+    assert!(
+        metric(
+            &text,
+            "gateway_config_last_reload_success_timestamp_seconds",
+            &[]
+        )
+        .unwrap()
+            > 1.7e9
+    );
+}
