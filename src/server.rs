@@ -13,7 +13,10 @@ use std::{
 
 use arc_swap::ArcSwap;
 use pingora::{
-    server::{RunArgs, Server, ShutdownSignalWatch, ShutdownWatch, configuration::ServerConf},
+    server::{
+        RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+        configuration::ServerConf,
+    },
     services::{
         background::{BackgroundService, background_service},
         listening::Service,
@@ -126,7 +129,7 @@ impl GatewayServer {
     }
 
     /// Runs until `shutdown` fires; returns once every service has stopped.
-    pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch>) {
+    pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch + Send>) {
         self.server.run(RunArgs {
             shutdown_signal: shutdown,
         });
@@ -136,6 +139,43 @@ impl GatewayServer {
     /// then exits the process.
     pub fn run_forever(self) -> ! {
         self.server.run_forever()
+    }
+}
+
+/// A shutdown trigger for [`GatewayServer::run`] that installs no signal handlers: for
+/// tests and for programs that embed the gateway and handle signals themselves.
+pub fn shutdown_channel() -> (ShutdownSender, Box<dyn ShutdownSignalWatch + Send>) {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    (
+        ShutdownSender(sender),
+        Box::new(ChannelShutdown(tokio::sync::Mutex::new(receiver))),
+    )
+}
+
+/// Asks a gateway started with [`shutdown_channel`] to stop.
+#[derive(Debug, Clone)]
+pub struct ShutdownSender(tokio::sync::mpsc::Sender<ShutdownSignal>);
+
+impl ShutdownSender {
+    /// `GracefulTerminate` waits `server.grace_period` for in-flight requests;
+    /// `FastShutdown` stops at once. Never blocks; a second request is ignored.
+    pub fn stop(&self, how: ShutdownSignal) {
+        let _ = self.0.try_send(how);
+    }
+}
+
+struct ChannelShutdown(tokio::sync::Mutex<tokio::sync::mpsc::Receiver<ShutdownSignal>>);
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for ChannelShutdown {
+    async fn recv(&self) -> ShutdownSignal {
+        // A dropped sender means nobody can ask any more: stop.
+        self.0
+            .lock()
+            .await
+            .recv()
+            .await
+            .unwrap_or(ShutdownSignal::FastShutdown)
     }
 }
 

@@ -7,31 +7,18 @@ use std::{
     time::Duration,
 };
 
-use async_trait::async_trait;
-use gateway::{Config, GatewayServer};
-use pingora::server::{ShutdownSignal, ShutdownSignalWatch};
-use tokio::sync::{Mutex, mpsc};
+use gateway::{
+    Config, GatewayServer,
+    server::{ShutdownSender, shutdown_channel},
+};
+use pingora::server::ShutdownSignal;
 
 use super::eventually;
-
-struct ChannelShutdown(Mutex<mpsc::Receiver<ShutdownSignal>>);
-
-#[async_trait]
-impl ShutdownSignalWatch for ChannelShutdown {
-    async fn recv(&self) -> ShutdownSignal {
-        self.0
-            .lock()
-            .await
-            .recv()
-            .await
-            .unwrap_or(ShutdownSignal::FastShutdown)
-    }
-}
 
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    stop: Option<mpsc::Sender<ShutdownSignal>>,
+    stop: Option<ShutdownSender>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -83,10 +70,8 @@ impl TestGateway {
     }
 
     async fn run(server: GatewayServer, addr: SocketAddr, admin: SocketAddr) -> Self {
-        let (tx, rx) = mpsc::channel(1);
-        let thread = std::thread::spawn(move || {
-            server.run(Box::new(ChannelShutdown(Mutex::new(rx))));
-        });
+        let (tx, watch) = shutdown_channel();
+        let thread = std::thread::spawn(move || server.run(watch));
         let gateway = TestGateway {
             addr,
             admin,
@@ -199,7 +184,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 impl Drop for TestGateway {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.try_send(ShutdownSignal::FastShutdown);
+            stop.stop(ShutdownSignal::FastShutdown);
         }
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
