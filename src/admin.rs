@@ -1,5 +1,7 @@
-//! The admin listener: `GET /metrics` (Prometheus text), `GET /healthz` and
-//! `GET /admin/breakers` (every upstream's backends with their breaker state). It runs as its
+//! The admin listener: `GET /metrics` (Prometheus text), `GET /healthz`,
+//! `GET /admin/breakers` (every upstream's backends with their breaker state),
+//! `GET /admin/config` (the running config and the last reload) and `GET /openapi.yaml`
+//! (the API contract). It runs as its
 //! own Pingora service, on its own port, so scrapes never compete with proxied traffic.
 
 use std::{sync::Arc, time::Instant};
@@ -63,6 +65,11 @@ impl Admin {
                     br#"{"error":"this gateway was not started from a config file"}"#.to_vec(),
                 ),
             },
+            "/openapi.yaml" => (
+                StatusCode::OK,
+                "application/yaml",
+                include_str!("../docs/openapi.yaml").as_bytes().to_vec(),
+            ),
             "/healthz" => (StatusCode::OK, JSON, br#"{"status":"ok"}"#.to_vec()),
             "/admin/breakers" => {
                 let report = breakers_report(&self.state.load(), Instant::now());

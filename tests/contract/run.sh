@@ -164,7 +164,7 @@ set +e
     --seed "$SEED" \
     --generation-codec ascii \
     --generation-database none \
-    --workers 2 \
+    --workers 1 \
     --request-timeout 30 \
     --no-color \
     --report junit --report-dir "$WORK/report" \

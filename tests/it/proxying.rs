@@ -128,3 +128,31 @@ async fn upstream_statuses_and_bodies_pass_through() {
     assert_eq!(response.status(), 409);
     assert_eq!(response.text().await.unwrap(), r#"{"status":409}"#);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_admin_listener_serves_health_and_the_contract() {
+    let users = TestUpstream::start(Mode::Echo).await;
+    let gateway = TestGateway::start(&config(&users)).await;
+    let health = reqwest::get(gateway.admin_url("/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let contract = reqwest::get(gateway.admin_url("/openapi.yaml"))
+        .await
+        .unwrap();
+    assert_eq!(contract.status(), 200);
+    assert_eq!(contract.headers()["content-type"], "application/yaml");
+    let served = contract.text().await.unwrap();
+    let file =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/openapi.yaml")).unwrap();
+    assert_eq!(served, file);
+    assert!(served.starts_with("openapi: 3.1") || served.contains("\nopenapi: 3.1"));
+    let unknown = reqwest::get(gateway.admin_url("/nope")).await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let config = reqwest::get(gateway.admin_url("/admin/config"))
+        .await
+        .unwrap();
+    assert_eq!(
+        config.status(),
+        404,
+        "an in-memory config has no file to report"
+    );
+}
