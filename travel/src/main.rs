@@ -1,4 +1,5 @@
-//! `travel`: command line, logging, start-up and shutdown of the travel services.
+//! `travel`: command line, logging, start-up and shutdown: `serve` (the services), `up` (the
+//! whole stack with the gateway), `seed` (the original's data through the gateway).
 //! Everything else lives in the library.
 
 use std::net::{IpAddr, SocketAddr};
@@ -7,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tracing_subscriber::EnvFilter;
 
+use travel::running::{RunningServices, StopSignals};
+use travel::seed::SeedArgs;
+use travel::up::UpArgs;
 use travel::{AppState, Config, Service};
 
 #[derive(Parser)]
@@ -34,6 +35,14 @@ enum Command {
     /// The token key is read from the environment variable JWT_SECRET (at least 32 bytes);
     /// the service refuses to start without it.
     Serve(ServeArgs),
+    /// Run the whole stack in one process: the four services on 127.0.0.1:8081-8084 with an
+    /// SQLite file under ./data/, and the gateway from ./gateway.yaml on its configured
+    /// listener (8888). Uses JWT_SECRET if set, else generates one for the run. Ctrl-C or
+    /// SIGTERM stops everything.
+    Up(UpArgs),
+    /// Load the original's seed data (users, paths, trips, memberships) through the gateway.
+    /// Exit status 1 when anything failed for a reason other than a 4xx rejection.
+    Seed(SeedArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -109,10 +118,17 @@ impl ServeArgs {
     }
 }
 
-fn init_logging(json: bool) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,hyper=warn,reqwest=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+/// Default log filter: one line per request from the services, little from the libraries.
+const DEFAULT_LOG: &str = "info,sqlx=warn,hyper=warn,reqwest=warn";
+
+/// Logs go to stderr (stdout carries `travel up`'s banner and `travel seed`'s summary).
+/// `default` applies unless `RUST_LOG` is set; Pingora's crates are capped so they never
+/// log headers.
+fn init_logging(json: bool, default: &str) {
+    let filter = gateway::telemetry::filter(default);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -120,35 +136,8 @@ fn init_logging(json: bool) {
     }
 }
 
-/// Completes on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let mut signals = StopSignals::install().context("cannot listen for stop signals")?;
     let config = args.config()?;
     let state = AppState::new(&config)
         .await
@@ -166,43 +155,49 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listeners.push((service, listener));
     }
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
-    for (service, listener) in listeners {
-        let mut rx = stop_rx.clone();
-        let stopped = async move {
-            // Either a `true` or a dropped sender means stop.
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
-        let state = state.clone();
-        tasks.spawn(async move {
-            (
-                service,
-                travel::serve(service, listener, state, stopped).await,
-            )
-        });
-    }
-
-    let mut failed = false;
-    tokio::select! {
-        () = shutdown_signal() => tracing::info!("shutting down"),
-        Some(done) = tasks.join_next() => {
-            failed = true;
-            match done {
-                Ok((service, result)) => tracing::error!(service = service.name(), ?result, "service stopped"),
-                Err(e) => tracing::error!(error = %e, "service task failed"),
-            }
+    let mut services = RunningServices::start(&state, listeners);
+    let failure = tokio::select! {
+        _ = signals.recv() => {
+            tracing::info!("shutting down");
+            None
         }
-    }
-    let _ = stop_tx.send(true);
-    while let Some(done) = tasks.join_next().await {
-        if let Ok((service, Err(e))) = done {
-            tracing::error!(service = service.name(), error = %e, "service error");
+        what = services.unexpected_exit() => {
+            tracing::error!(what, "service stopped");
+            Some(what)
         }
-    }
+    };
+    services.stop().await;
     state.store.close().await;
-    if failed {
-        bail!("a service stopped unexpectedly");
+    if let Some(what) = failure {
+        bail!("{what}");
+    }
+    Ok(())
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<()> {
+    // A panic in a Pingora service thread (the gateway runs in this process) would leave the
+    // rest running, half alive: end the process instead.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::exit(70);
+    }));
+    Ok(travel::up::run(args).await?)
+}
+
+/// Seed, print the table (or JSON), and fail when anything failed beyond a 4xx rejection.
+async fn seed(args: SeedArgs) -> anyhow::Result<()> {
+    let summary = travel::seed::run(&args).await?;
+    if args.json {
+        eprint!("{}", summary.table());
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.table());
+    }
+    if summary.any_failed() {
+        bail!(
+            "some records failed (5xx or no answer): fix the stack and run again; records already in are kept"
+        );
     }
     Ok(())
 }
@@ -210,9 +205,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_json);
+    let default_log = match cli.command {
+        Command::Seed(_) => "warn",
+        _ => DEFAULT_LOG,
+    };
+    init_logging(cli.log_json, default_log);
     let result = match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Up(args) => up(args).await,
+        Command::Seed(args) => seed(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
