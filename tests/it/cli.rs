@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{Mode, TestUpstream, eventually, free_port};
+use crate::support::{Mode, TestUpstream, eventually, free_port, free_ports};
 
 fn gateway() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
@@ -117,8 +117,8 @@ fn a_port_in_use_is_a_clear_start_up_error() {
 async fn sigterm_lets_in_flight_requests_finish_then_exits() {
     let origin = TestUpstream::start(Mode::Delay(Duration::from_millis(700))).await;
     let dir = tempdir();
-    let port = free_port();
-    let config = write_config(&dir, port, free_port(), &origin.addr.to_string());
+    let [port, admin] = free_ports();
+    let config = write_config(&dir, port, admin, &origin.addr.to_string());
     let mut child = gateway()
         .args(["--config", &config])
         .env("RUST_LOG", "warn")
@@ -187,7 +187,7 @@ fn check_explains_each_breaker() {
 async fn sighup_reloads_the_config() {
     let origin = TestUpstream::start(Mode::Echo).await;
     let dir = tempdir();
-    let (port, admin) = (free_port(), free_port());
+    let [port, admin] = free_ports();
     let path = dir.join("gateway.yaml");
     let base = format!(
         "server: {{ listen: 127.0.0.1:{port}, threads: 1, grace_period: 0s, watch_interval: 0s }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nupstreams:\n  o: {{ backends: [\"{}\"] }}\nroutes:\n  - {{ path: /svc, upstream: o, auth: none }}\n",

@@ -24,18 +24,23 @@ pub struct TestGateway {
 
 /// A port nobody listens on right now (a small race remains: Pingora binds later).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free ports: all are held at once while choosing, so none repeats.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 impl TestGateway {
     /// `body` is the config without `server` and `admin`, which are filled in here.
     pub async fn start(body: &str) -> Self {
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let [port, admin_port] = free_ports();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
         let text = format!(
             "server: {{ listen: \"{addr}\", threads: 1, grace_period: 0s }}\nadmin: {{ listen: \"{admin}\" }}\n{body}"
         );
@@ -51,8 +56,9 @@ impl TestGateway {
     /// without `server` and `admin`; rewrite it with [`ConfigFile::write`].
     pub async fn start_watching(body: &str) -> (Self, ConfigFile) {
         super::logs::capture();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let [port, admin_port] = free_ports();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
         let file = ConfigFile {
             dir: super::users::TempDir::new(),
             header: format!(

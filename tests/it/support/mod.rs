@@ -8,7 +8,7 @@ pub mod users;
 
 use std::{future::Future, time::Duration};
 
-pub use gateway::{TestGateway, free_port};
+pub use gateway::{TestGateway, free_port, free_ports};
 pub use upstream::{Mode, TestUpstream};
 pub use users::{TestTravel, TestUsers};
 
