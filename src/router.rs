@@ -130,13 +130,35 @@ fn check_path(path: &str) -> Result<(), &'static str> {
             _ => {}
         }
     }
-    for segment in path.split('/') {
-        let decoded_dots = segment.to_ascii_lowercase().replace("%2e", ".");
-        if decoded_dots == "." || decoded_dots == ".." {
-            return Err("dot segments are not allowed in paths");
-        }
+    if path.split('/').any(is_dot_segment) {
+        return Err("dot segments are not allowed in paths");
     }
     Ok(())
+}
+
+/// `.` or `..`, each dot possibly written `%2e` / `%2E`. No allocation: this runs for every
+/// segment of every request.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        if rest[0] == b'.' {
+            rest = &rest[1..];
+        } else if rest.len() >= 3
+            && rest[0] == b'%'
+            && rest[1] == b'2'
+            && rest[2].eq_ignore_ascii_case(&b'e')
+        {
+            rest = &rest[3..];
+        } else {
+            return false;
+        }
+        dots += 1;
+        if dots > 2 {
+            return false;
+        }
+    }
+    dots == 1 || dots == 2
 }
 
 #[cfg(test)]
@@ -227,6 +249,16 @@ mod tests {
         }
         assert!(r.route(&Method::GET, "/user/a..b").is_ok());
         assert!(r.route(&Method::GET, "/user/%20x").is_ok());
+    }
+
+    #[test]
+    fn dot_segments_in_every_spelling() {
+        for dots in [".", "..", "%2e", "%2E%2e", ".%2E", "%2e."] {
+            assert!(is_dot_segment(dots), "{dots}");
+        }
+        for other in ["", "...", "a.", ".a", "%2f", "%2", "%2e%2e%2e", "x..y"] {
+            assert!(!is_dot_segment(other), "{other}");
+        }
     }
 
     #[test]
