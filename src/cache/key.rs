@@ -2,8 +2,6 @@
 //! parameters sorted, the user (for `user` scope) and the generation counters that
 //! invalidation bumps. Only ids go in: never a credential, a token or a header.
 
-use std::fmt::Write as _;
-
 use aws_lc_rs::digest;
 
 use crate::config::CacheScope;
@@ -64,11 +62,13 @@ pub fn entry_key(
         context.update(part.as_bytes());
     }
     context.update(&generation.to_le_bytes());
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut key = String::with_capacity(prefix.len() + 66);
     key.push_str(prefix);
     key.push_str("c:");
     for byte in context.finish().as_ref() {
-        let _ = write!(key, "{byte:02x}");
+        key.push(char::from(HEX[usize::from(byte >> 4)]));
+        key.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     key
 }
