@@ -36,6 +36,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/gateway-target}
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 for tool in wrk curl jq python3; do
   command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool"
 done
@@ -49,14 +51,6 @@ TRAVEL_BIN=$CARGO_TARGET_DIR/release/travel
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/auth-bench.XXXXXX")
 PIDS=()
-stop() { # pid signal
-  local pid=$1 sig=$2 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill "-$sig" "$pid" 2>/dev/null || true
-  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local rc=$? pid
   trap - EXIT INT TERM
@@ -76,16 +70,6 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 )
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { # port pid name
-  local i
-  for i in $(seq 100); do
-    port_open "$1" && return 0
-    kill -0 "$2" 2>/dev/null || die "$3 exited at start; see $TMP/*.log (KEEP_TMP=1 keeps it)"
-    sleep 0.1
-  done
-  die "$3 did not listen on 127.0.0.1:$1 within 10 s"
-}
 
 # ---------------------------------------------------------------- travel services
 JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
@@ -169,33 +153,6 @@ token_cache() { # admin_port -> "hit miss exchanges" (exchanges: /auth calls ans
 WRK_CMD=(wrk "-t$THREADS" "-c$CONNECTIONS" "-d$DURATION" --latency -s "$HERE/path.lua")
 RESULTS=$TMP/results.tsv
 : > "$RESULTS"
-wait_no_other_wrk() {
-  while pgrep -x wrk >/dev/null; do say "        (another wrk is running; waiting 20 s)"; sleep 20; done
-}
-# run_wrk OUT ARGS...: runs wrk in the background and watches for another wrk process (another
-# engineer's benchmark) starting meanwhile; sets OVERLAP=1 if one was seen.
-run_wrk() {
-  local out=$1 pid other; shift
-  OVERLAP=0
-  "$@" > "$out" 2>&1 &
-  pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    other=$(pgrep -x wrk | grep -vx "$pid" || true)
-    [ -n "$other" ] && OVERLAP=1
-    sleep 0.5
-  done
-  wait "$pid" || die "wrk failed: $(cat "$out")"
-}
-measure() { # round target [duration]: measured again (up to 3 times) if another wrk overlapped
-  local attempt
-  for attempt in 1 2 3; do
-    measure_once "$@"
-    [ "$OVERLAP" = 0 ] && return 0
-    say "        (another wrk ran during that run: measuring it again)"
-    sed -i '$d' "$RESULTS"
-  done
-  die "another wrk kept overlapping; stopping"
-}
 measure_once() { # round target [duration]
   local round=$1 t=$2 d=${3:-$DURATION} out h0 m0 x0 h1 m1 x1 line
   wait_no_other_wrk
@@ -229,13 +186,7 @@ for round in $(seq "$ROUNDS"); do
   for t in A B C; do measure "$round" "$t"; done
 done
 
-median() { # col target
-  awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { print $c }' "$RESULTS" | sort -g \
-    | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } m = int((NR + 1) / 2); print (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'
-}
 sum() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { s += $c } END { print s + 0 }' "$RESULTS"; }
-range() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { if (n++ == 0 || $c < lo) lo = $c; if ($c > hi) hi = $c } END { printf "%.0f–%.0f", lo, hi }' "$RESULTS"; }
-ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
 for t in A B C; do declare "RPS_$t=$(median 3 "$t")" "P50_$t=$(median 4 "$t")" "P99_$t=$(median 5 "$t")"; done
 HIT_B=$(sum 9 B); MISS_B=$(sum 10 B); EXCH_B=$(sum 11 B); EXCH_C=$(sum 11 C); REQ_C=$(sum 6 C)
 read -r RATIO_B RATIO_C SHARE < <(awk -v a="$RPS_A" -v b="$RPS_B" -v c="$RPS_C" -v h="$HIT_B" -v m="$MISS_B" \

@@ -41,6 +41,8 @@ REQUEST_PATH='/path?id=42'
 
 say() { printf '%s\n' "$*"; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 for tool in wrk curl python3 redis-server redis-cli; do
   command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool"
 done
@@ -57,14 +59,6 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/cache-bench.XXXXXX")
 chmod 755 "$TMP"
 mkdir -p "$TMP/origin-temp" "$TMP/proxy-temp" "$TMP/proxy-cache" "$TMP/redis"
 PIDS=()
-stop() { # pid signal
-  local pid=$1 sig=$2 i
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill "-$sig" "$pid" 2>/dev/null || true
-  for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local rc=$? pid
   trap - EXIT INT TERM
@@ -90,16 +84,6 @@ render() { # template output
 render "$HERE/origin.nginx.conf.in" "$TMP/origin.conf"
 render "$HERE/proxy.nginx.conf.in" "$TMP/proxy.conf"
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { # port pid name
-  local i
-  for i in $(seq 100); do
-    port_open "$1" && return 0
-    kill -0 "$2" 2>/dev/null || die "$3 exited at start; see $TMP/*.log (KEEP_TMP=1 keeps it)"
-    sleep 0.1
-  done
-  die "$3 did not listen on 127.0.0.1:$1 within 10 s"
-}
 
 gateway_config() { # port admin_port cache-section
   cat <<YAML
@@ -162,33 +146,6 @@ origin_requests() { curl -fsS --max-time 5 "http://127.0.0.1:$ORIGIN_PORT/__stub
 # ---------------------------------------------------------------- measuring
 RESULTS=$TMP/results.tsv
 : > "$RESULTS"
-wait_no_other_wrk() {
-  while pgrep -x wrk >/dev/null; do say "        (another wrk is running; waiting 20 s)"; sleep 20; done
-}
-# run_wrk OUT ARGS...: runs wrk in the background and watches for another wrk process (another
-# engineer's benchmark) starting meanwhile; sets OVERLAP=1 if one was seen.
-run_wrk() {
-  local out=$1 pid other; shift
-  OVERLAP=0
-  "$@" > "$out" 2>&1 &
-  pid=$!
-  while kill -0 "$pid" 2>/dev/null; do
-    other=$(pgrep -x wrk | grep -vx "$pid" || true)
-    [ -n "$other" ] && OVERLAP=1
-    sleep 0.5
-  done
-  wait "$pid" || die "wrk failed: $(cat "$out")"
-}
-measure() { # round target [duration]: measured again (up to 3 times) if another wrk overlapped
-  local attempt
-  for attempt in 1 2 3; do
-    measure_once "$@"
-    [ "$OVERLAP" = 0 ] && return 0
-    say "        (another wrk ran during that run: measuring it again)"
-    sed -i '$d' "$RESULTS"
-  done
-  die "another wrk kept overlapping; stopping"
-}
 measure_once() { # round target [duration]
   local round=$1 t=$2 d=${3:-$DURATION} out o0 o1 line
   wait_no_other_wrk
@@ -259,13 +216,7 @@ RSS1=$(rss "$RPID")
 say "fill: $FILL_LINE in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; gateway_cache_entries $ENTRIES, gateway_cache_bytes ${BYTES:-?}"
 say "VmRSS before $RSS0 KiB, after $RSS1 KiB"
 
-median() { # col target
-  awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { print $c }' "$RESULTS" | sort -g \
-    | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } m = int((NR + 1) / 2); print (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'
-}
 sum() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { s += $c } END { print s + 0 }' "$RESULTS"; }
-range() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { if (n++ == 0 || $c < lo) lo = $c; if ($c > hi) hi = $c } END { printf "%.0f–%.0f", lo, hi }' "$RESULTS"; }
-ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
 for t in A B C; do declare "RPS_$t=$(median 3 "$t")" "P50_$t=$(median 4 "$t")" "P99_$t=$(median 5 "$t")"; done
 read -r RATIO_AC RATIO_BC < <(awk -v a="$RPS_A" -v b="$RPS_B" -v c="$RPS_C" 'BEGIN { printf "%.2f %.2f\n", a / c, b / c }')
 RSS_MIB=$(awk -v k="$RSS1" 'BEGIN { printf "%.1f", k / 1024 }')
