@@ -61,18 +61,26 @@ impl Problem {
         }
     }
 
-    pub fn auth_unavailable(upstream: &str, retry_after: Duration) -> Self {
+    /// A 503 the client should retry after `retry_after`.
+    fn unavailable(detail: String, retry_after: Duration) -> Self {
         Problem {
             retry_after: Some(retry_after),
             ..Problem::new(
                 503,
                 "/errors/service_unavailable",
                 "Service Unavailable",
-                format!(
-                    "credentials cannot be checked now: the {upstream} service is unavailable; retry later"
-                ),
+                detail,
             )
         }
+    }
+
+    pub fn auth_unavailable(upstream: &str, retry_after: Duration) -> Self {
+        Problem::unavailable(
+            format!(
+                "credentials cannot be checked now: the {upstream} service is unavailable; retry later"
+            ),
+            retry_after,
+        )
     }
 
     pub fn not_found() -> Self {
@@ -107,17 +115,12 @@ impl Problem {
 
     /// No backend of `upstream` is admitted by its breaker.
     pub fn breaker_open(upstream: &str, retry_after: Duration) -> Self {
-        Problem {
-            retry_after: Some(retry_after),
-            ..Problem::new(
-                503,
-                "/errors/service_unavailable",
-                "Service Unavailable",
-                format!(
-                    "the {upstream} service is failing and its circuit breaker is open; retry later"
-                ),
-            )
-        }
+        Problem::unavailable(
+            format!(
+                "the {upstream} service is failing and its circuit breaker is open; retry later"
+            ),
+            retry_after,
+        )
     }
 
     pub fn bad_gateway(upstream: &str) -> Self {
