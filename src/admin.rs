@@ -13,10 +13,10 @@ use pingora::{apps::http_app::ServeHttp, protocols::http::ServerSession};
 use serde::Serialize;
 
 use crate::{
+    breaker::{BreakerSnapshot, Transition},
     metrics,
-    proxy::State,
     reload::Reloader,
-    upstream::breaker::{BreakerSnapshot, Transition},
+    state::State,
 };
 
 pub struct Admin {

@@ -9,8 +9,10 @@
 
 pub mod admin;
 pub mod auth;
+pub mod breaker;
 pub mod cache;
 pub mod config;
+pub mod headers;
 pub mod metrics;
 pub mod proxy;
 pub mod reload;

@@ -15,12 +15,9 @@ use pingora::{
 
 use super::{FetchError, TokenSource};
 use crate::{
+    breaker::{CallOutcome, FailureKind, classify},
     metrics,
-    upstream::{
-        Upstream,
-        breaker::{CallOutcome, FailureKind},
-        classify,
-    },
+    upstream::Upstream,
 };
 
 /// A token is a few hundred bytes; anything much larger is not a token.
@@ -178,7 +175,7 @@ async fn exchange(
     let mut request = RequestHeader::build("GET", path.as_bytes(), Some(4))?;
     request.insert_header(http::header::HOST, "users")?;
     request.insert_header(http::header::AUTHORIZATION, format!("Basic {basic}"))?;
-    request.insert_header(crate::proxy::REQUEST_ID, request_id)?;
+    request.insert_header(crate::headers::REQUEST_ID, request_id)?;
     request.insert_header(http::header::ACCEPT, "*/*")?;
     session.write_request_header(Box::new(request)).await?;
     session.finish_request_body().await?;

@@ -26,7 +26,7 @@ pub use self::{
     credentials::{Credentials, CredentialsError},
     jwt::{Identity, JwtVerifier, TokenError},
 };
-use crate::{metrics, upstream::Upstream};
+use crate::{config::TokenCacheSettings, metrics, upstream::Upstream};
 
 /// What the users service said about a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,15 +74,6 @@ pub enum AuthError {
     },
 }
 
-/// Token cache settings, compiled from `auth.token_cache`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheSettings {
-    /// 0 disables caching: every request exchanges its credential.
-    pub capacity: u64,
-    pub refresh_before_expiry: Duration,
-    pub negative_ttl: Duration,
-}
-
 #[derive(Debug, Clone)]
 enum Entry {
     Token {
@@ -104,7 +95,7 @@ pub struct TokenProvider {
     service: Arc<str>,
     verifier: JwtVerifier,
     source: Arc<dyn TokenSource>,
-    settings: CacheSettings,
+    settings: TokenCacheSettings,
     hash_key: hmac::Key,
     cache: Cache<CredentialKey, Entry>,
 }
@@ -148,7 +139,7 @@ impl TokenProvider {
         service: Arc<str>,
         verifier: JwtVerifier,
         source: Arc<dyn TokenSource>,
-        settings: CacheSettings,
+        settings: TokenCacheSettings,
     ) -> Self {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         // Only fails if the OS has no randomness; a fixed key would then still hide the

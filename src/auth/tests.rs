@@ -68,7 +68,7 @@ fn provider(source: Arc<FakeUsers>, capacity: u64) -> TokenProvider {
         Arc::from("users"),
         JwtVerifier::new(SECRET, &[Algorithm::HS256], Duration::from_secs(0)),
         source,
-        CacheSettings {
+        TokenCacheSettings {
             capacity,
             refresh_before_expiry: Duration::from_secs(30),
             negative_ttl: Duration::from_secs(5),

@@ -27,7 +27,7 @@ pub use self::{
     redis::RedisStore,
 };
 use crate::{
-    config::{CacheScope, CacheSettings, RouteCachePolicy, StoreSettings},
+    config::{CacheScope, ResponseCacheSettings, RouteCachePolicy, StoreSettings},
     metrics,
 };
 
@@ -112,7 +112,7 @@ impl std::fmt::Debug for LeaderGuard {
 }
 
 impl ResponseCache {
-    pub fn new(settings: &CacheSettings) -> Result<Self, StoreError> {
+    pub fn new(settings: &ResponseCacheSettings) -> Result<Self, StoreError> {
         let (store, key_prefix): (Arc<dyn Store>, String) = match &settings.store {
             StoreSettings::Memory => (
                 Arc::new(MemoryStore::new(settings.max_entries, settings.max_bytes)),

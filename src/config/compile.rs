@@ -11,16 +11,16 @@ use std::{
 use http::Method;
 
 use super::{
-    AdminSettings, AuthMode, AuthSettings, BackendSpec, CacheScope, CacheSettings, Config,
-    ConfigError, RouteCachePolicy, RouteSpec, Secret, ServerSettings, StatusSet, StoreSettings,
-    UpstreamSpec,
+    AdminSettings, AuthMode, AuthSettings, BackendSpec, CacheScope, Config, ConfigError,
+    ResponseCacheSettings, RouteCachePolicy, RouteSpec, Secret, ServerSettings, StoreSettings,
+    TokenCacheSettings, UpstreamSpec,
     file::{
         AuthConfig, BreakerConfig, CacheStoreConfig, CacheStoreKind, GatewayConfig, RouteConfig,
         UpstreamConfig,
     },
     source_map::SourceMap,
 };
-use crate::upstream::breaker::BreakerPolicy;
+use crate::breaker::{BreakerPolicy, classify::StatusSet};
 
 /// Upper bounds that catch typos (an extra zero) rather than encode real limits.
 const MAX_THREADS: i64 = 1024;
@@ -201,7 +201,10 @@ pub(super) fn compile(
 /// that expired and restarted could make an old entry current again.
 const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-fn cache_settings(problems: &mut Problems<'_>, config: &CacheStoreConfig) -> Option<CacheSettings> {
+fn cache_settings(
+    problems: &mut Problems<'_>,
+    config: &CacheStoreConfig,
+) -> Option<ResponseCacheSettings> {
     let before = problems.errors.len();
     let store = match config.store {
         CacheStoreKind::Memory => StoreSettings::Memory,
@@ -245,7 +248,7 @@ fn cache_settings(problems: &mut Problems<'_>, config: &CacheStoreConfig) -> Opt
     if problems.errors.len() > before {
         return None;
     }
-    Some(CacheSettings {
+    Some(ResponseCacheSettings {
         store,
         max_entries: u64::try_from(config.max_entries).unwrap_or(1),
         max_bytes: config.max_bytes.0,
@@ -377,7 +380,7 @@ fn auth(
         secret: secret?,
         algorithms,
         leeway: config.jwt.leeway.0,
-        cache: crate::auth::CacheSettings {
+        cache: TokenCacheSettings {
             capacity: u64::try_from(cache.capacity).unwrap_or(0),
             refresh_before_expiry: cache.refresh_before_expiry.0,
             negative_ttl: cache.negative_ttl.0,

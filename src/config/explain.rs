@@ -1,7 +1,7 @@
 //! `gateway check --explain`: what a breaker policy means in plain words, so the effect of
 //! an edit is visible before it is saved.
 
-use crate::upstream::breaker::BreakerPolicy;
+use crate::breaker::BreakerPolicy;
 
 fn duration(d: std::time::Duration) -> String {
     humantime::format_duration(d).to_string()

@@ -16,7 +16,7 @@ use http::Method;
 pub use explain::explain_breaker;
 pub use file::{AuthMode, CacheScope};
 
-use crate::upstream::breaker::BreakerPolicy;
+use crate::breaker::{BreakerPolicy, classify::StatusSet};
 
 /// The compiled, validated configuration.
 #[derive(Debug, Clone)]
@@ -26,12 +26,12 @@ pub struct Config {
     pub upstreams: Vec<UpstreamSpec>,
     pub routes: Vec<RouteSpec>,
     pub auth: Option<AuthSettings>,
-    pub cache: CacheSettings,
+    pub cache: ResponseCacheSettings,
 }
 
 /// The compiled `cache` section: where cached responses live.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheSettings {
+pub struct ResponseCacheSettings {
     pub store: StoreSettings,
     pub max_entries: u64,
     pub max_bytes: u64,
@@ -64,7 +64,16 @@ pub struct AuthSettings {
     pub secret: Secret,
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
     pub leeway: Duration,
-    pub cache: crate::auth::CacheSettings,
+    pub cache: TokenCacheSettings,
+}
+
+/// The compiled `auth.token_cache` block: how long exchanged tokens and refusals are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCacheSettings {
+    /// 0 disables caching: every request exchanges its credential.
+    pub capacity: u64,
+    pub refresh_before_expiry: Duration,
+    pub negative_ttl: Duration,
 }
 
 /// Key material: never printed.
@@ -136,36 +145,6 @@ pub struct RouteSpec {
     /// Route paths whose cache entries a successful write on this route invalidates
     /// (this route's own path first).
     pub invalidates: Vec<Arc<str>>,
-}
-
-/// The set of HTTP statuses an upstream's breaker counts as failures.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct StatusSet {
-    bits: [u64; 10],
-}
-
-impl StatusSet {
-    pub fn insert(&mut self, status: u16) {
-        if let Some(word) = self.bits.get_mut(usize::from(status / 64)) {
-            *word |= 1 << (status % 64);
-        }
-    }
-
-    pub fn contains(&self, status: u16) -> bool {
-        self.bits
-            .get(usize::from(status / 64))
-            .is_some_and(|word| word & (1 << (status % 64)) != 0)
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
-        (100..600).filter(|s| self.contains(*s))
-    }
-}
-
-impl fmt::Debug for StatusSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter()).finish()
-    }
 }
 
 /// One problem in the file, located by YAML path and line.

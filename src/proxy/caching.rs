@@ -9,16 +9,15 @@ use http::{Method, header};
 use pingora::http::ResponseHeader;
 use pingora_proxy::Session;
 
-use super::{REQUEST_ID, RequestCtx};
+use super::RequestCtx;
 use crate::{
     cache::{CachedResponse, Coalesced, LeaderGuard, Lookup, RequestKey, ResponseCache, unix_ms},
+    headers::{REQUEST_ID, X_CACHE},
     metrics,
 };
 
 /// How long a request waits for another request fetching the same key.
 const COALESCE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
-
-pub const X_CACHE: &str = "x-cache";
 
 /// The cache's part of a request's context.
 #[derive(Debug)]

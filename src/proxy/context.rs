@@ -5,10 +5,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{State, caching::CacheState, problem::Problem};
+use super::{caching::CacheState, problem::Problem};
 use crate::{
     auth::Identity,
     router::Route,
+    state::State,
     upstream::{Selected, Upstream},
 };
 

@@ -24,23 +24,16 @@ use tracing::{debug, warn};
 
 pub use self::context::RequestCtx;
 use self::{context::Attempt, problem::Problem};
-pub use crate::state::State;
+use crate::state::State;
 use crate::{
     auth::{AuthError, Identity},
+    breaker::{CallOutcome, FailureKind, classify},
     config::AuthMode,
+    headers::{self, REQUEST_ID},
     metrics,
     router::RouteError,
-    upstream::{
-        Upstream,
-        breaker::{CallOutcome, FailureKind},
-        classify,
-    },
+    upstream::Upstream,
 };
-
-pub const REQUEST_ID: &str = "x-request-id";
-
-/// Identity headers only the gateway may set; a client's copies are dropped.
-const IDENTITY_HEADERS: [&str; 2] = ["x-user-id", "x-user-login"];
 
 /// The gateway's `ProxyHttp`.
 pub struct Gateway {
@@ -191,22 +184,22 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        for name in IDENTITY_HEADERS {
+        for name in headers::IDENTITY {
             upstream_request.remove_header(name);
         }
         upstream_request.insert_header(REQUEST_ID, &ctx.request_id)?;
         if let Some(identity) = &ctx.identity {
             upstream_request
                 .insert_header(header::AUTHORIZATION, format!("Bearer {}", identity.token))?;
-            upstream_request.insert_header(IDENTITY_HEADERS[0], identity.user_id.to_string())?;
-            upstream_request.insert_header(IDENTITY_HEADERS[1], header_safe(&identity.login))?;
+            upstream_request.insert_header(headers::USER_ID, identity.user_id.to_string())?;
+            upstream_request.insert_header(headers::USER_LOGIN, header_safe(&identity.login))?;
         }
         if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
-            let forwarded = match upstream_request.headers.get("x-forwarded-for") {
+            let forwarded = match upstream_request.headers.get(headers::FORWARDED_FOR) {
                 Some(prior) => format!("{}, {}", prior.to_str().unwrap_or_default(), client.ip()),
                 None => client.ip().to_string(),
             };
-            upstream_request.insert_header("x-forwarded-for", forwarded)?;
+            upstream_request.insert_header(headers::FORWARDED_FOR, forwarded)?;
         }
         Ok(())
     }

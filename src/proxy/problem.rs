@@ -185,7 +185,7 @@ impl Problem {
         header.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;
         header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
         if !request_id.is_empty() {
-            header.insert_header(super::REQUEST_ID, request_id)?;
+            header.insert_header(crate::headers::REQUEST_ID, request_id)?;
         }
         if let Some(secs) = self.retry_after_secs() {
             header.insert_header(http::header::RETRY_AFTER, secs.to_string())?;

@@ -19,7 +19,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 pub fn from_request(header: &RequestHeader) -> String {
     header
         .headers
-        .get(super::REQUEST_ID)
+        .get(crate::headers::REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_acceptable(v))
         .map_or_else(generate, str::to_owned)

@@ -1,10 +1,8 @@
 //! Upstream pools: each configured upstream is a list of backends, each guarded by its own
 //! [`CircuitBreaker`]. `upstream_peer` asks [`Upstream::select`] for a backend the breakers
 //! admit; outcomes flow back through [`Upstream::record`]. Classifying what counts as a
-//! failure lives in [`classify`], deciding what a failure means lives in [`breaker`].
-
-pub mod breaker;
-pub mod classify;
+//! failure lives in [`crate::breaker::classify`], deciding what a failure means in
+//! [`crate::breaker`]; this module owns the pools, the peers and the metrics around them.
 
 use std::{
     net::SocketAddr,
@@ -19,11 +17,12 @@ use pingora::upstreams::peer::HttpPeer;
 use prometheus::IntGauge;
 use tracing::{info, warn};
 
-use self::breaker::{
-    BreakerState, CallOutcome, CircuitBreaker, Permit, Transition, TransitionListener,
-};
 use crate::{
-    config::{StatusSet, UpstreamSpec},
+    breaker::{
+        BreakerState, CallOutcome, CircuitBreaker, Permit, Transition, TransitionListener,
+        classify::StatusSet,
+    },
+    config::UpstreamSpec,
     metrics,
 };
 

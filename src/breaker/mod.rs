@@ -1,10 +1,14 @@
 //! Circuit breaker for one backend address: the state machine that decides whether a call may go out.
 //!
+//! The lowest layer of the gateway: it imports nothing else from the crate, so `config` can compile policies
+//! into it and `upstream` can build pools over it. [`classify`] says what an attempt's ending means for the
+//! upstream; this module decides what to do about it.
+//!
 //! The upstream pool owns one [`CircuitBreaker`] per backend. Peer selection calls [`CircuitBreaker::peek`] to
 //! skip backends that would refuse, then [`CircuitBreaker::try_acquire`] for the chosen one; the [`Permit`] rides
 //! in the per-request context until the attempt concludes, when the classified [`CallOutcome`] goes back through
 //! [`CircuitBreaker::record`] (one outcome per attempt). Classifying a response (which statuses are failures) is
-//! not done here; this module only decides. The admin page reads [`CircuitBreaker::snapshot`].
+//! [`classify`]'s job; the state machine only decides. The admin page reads [`CircuitBreaker::snapshot`].
 //!
 //! # States
 //! Closed → Open when a trip condition holds (consecutive failures, failure rate or slow-call rate over a sliding
@@ -22,6 +26,8 @@
 //! callers are rejected (see [`HALF_OPEN_RETRY_AFTER`]) and outcomes are ignored as stale. Calling the listener
 //! before publishing keeps listener calls strictly ordered, so a gauge it sets can never end up showing a state
 //! older than the real one.
+
+pub mod classify;
 
 use std::{
     fmt,

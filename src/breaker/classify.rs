@@ -1,10 +1,14 @@
 //! What an attempt's ending says about the upstream. A connect error, a timeout, a response
-//! cut short or a configured failure status is the upstream's fault; a client that went
-//! away, or any 4xx not listed in `failure_statuses`, says nothing against it.
+//! cut short or a configured failure status ([`StatusSet`], compiled from a breaker's
+//! `failure_statuses`) is the upstream's fault; a client that went away, or any 4xx not
+//! listed in `failure_statuses`, says nothing against it. The proxy hooks and the token
+//! exchange classify here; the breaker decides what the outcome means.
+
+use std::fmt;
 
 use pingora::{ErrorSource, ErrorType};
 
-use super::breaker::FailureKind;
+use super::FailureKind;
 
 /// The failure an error from the proxy loop stands for, or `None` when the error lies on
 /// the client's side (or inside the gateway) and must not count against the upstream.
@@ -26,6 +30,36 @@ pub fn failure_kind(error: &pingora::Error) -> Option<FailureKind> {
         ErrorType::WriteTimedout => FailureKind::WriteTimeout,
         _ => FailureKind::ResponseIncomplete,
     })
+}
+
+/// The set of HTTP statuses an upstream's breaker counts as failures.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct StatusSet {
+    bits: [u64; 10],
+}
+
+impl StatusSet {
+    pub fn insert(&mut self, status: u16) {
+        if let Some(word) = self.bits.get_mut(usize::from(status / 64)) {
+            *word |= 1 << (status % 64);
+        }
+    }
+
+    pub fn contains(&self, status: u16) -> bool {
+        self.bits
+            .get(usize::from(status / 64))
+            .is_some_and(|word| word & (1 << (status % 64)) != 0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u16> + '_ {
+        (100..600).filter(|s| self.contains(*s))
+    }
+}
+
+impl fmt::Debug for StatusSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
 }
 
 #[cfg(test)]
