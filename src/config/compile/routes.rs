@@ -1,0 +1,218 @@
+//! `routes:`: the route table. Each route names its upstream (resolved here to an index
+//! into the compiled upstreams), may carry a `cache` block, and may name the routes whose
+//! cached entries its writes invalidate. Across routes: a route that an earlier one
+//! already answers entirely is unreachable, and names are unique.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use http::Method;
+
+use super::Problems;
+use crate::config::{
+    AuthMode, CacheScope, RouteCachePolicy, RouteSpec,
+    file::{RouteCacheConfig, RouteConfig, UpstreamConfig},
+};
+
+/// Redis keeps generation counters a day; an entry must never outlive them, or a counter
+/// that expired and restarted could make an old entry current again.
+const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+pub(super) fn compile(
+    problems: &mut Problems<'_>,
+    configs: &[RouteConfig],
+    upstreams: &BTreeMap<String, UpstreamConfig>,
+) -> Vec<RouteSpec> {
+    if configs.is_empty() {
+        problems.add("routes", "at least one route is required");
+    }
+    // Compiled routes with their index in the file, for messages about earlier ones.
+    let mut routes: Vec<(usize, RouteSpec)> = Vec::new();
+    for (index, config) in configs.iter().enumerate() {
+        let upstream = upstreams.keys().position(|name| *name == config.upstream);
+        if upstream.is_none() {
+            problems.add(
+                format!("routes[{index}].upstream"),
+                format!("unknown upstream {:?}", config.upstream),
+            );
+        }
+        let Some(route) = route(problems, index, config, upstream.unwrap_or_default()) else {
+            continue;
+        };
+        if let Some((earlier, _)) = routes.iter().find(|(_, r)| shadows(r, &route)) {
+            problems.add(
+                format!("routes[{index}]"),
+                format!(
+                    "unreachable: routes[{earlier}] already matches every request for {} {}",
+                    route
+                        .methods
+                        .as_deref()
+                        .map_or("any method".to_owned(), method_list),
+                    route.path
+                ),
+            );
+        }
+        if routes.iter().any(|(_, r)| r.id == route.id) {
+            problems.add(
+                format!("routes[{index}].name"),
+                format!("duplicate route name {:?}", route.id),
+            );
+        }
+        routes.push((index, route));
+    }
+    for (index, config) in configs.iter().enumerate() {
+        for (item, target) in config.invalidates.iter().enumerate() {
+            if !configs.iter().any(|r| r.path.trim() == target.trim()) {
+                problems.add(
+                    format!("routes[{index}].invalidates[{item}]"),
+                    format!("no route has the path {target:?}"),
+                );
+            }
+        }
+    }
+    routes.into_iter().map(|(_, route)| route).collect()
+}
+
+fn route(
+    problems: &mut Problems<'_>,
+    index: usize,
+    config: &RouteConfig,
+    upstream: usize,
+) -> Option<RouteSpec> {
+    let path = format!("routes[{index}]");
+    let mut part = problems.part(path.clone());
+    let prefix = config.path.trim();
+    if let Err(reason) = check_route_path(prefix) {
+        part.add("path", format!("invalid path {prefix:?}: {reason}"));
+    }
+    let methods = config.methods.as_ref().map(|names| {
+        if names.is_empty() {
+            part.add(
+                "methods",
+                "an empty list matches nothing; omit the key to allow every method",
+            );
+        }
+        let mut methods: Vec<Method> = Vec::new();
+        for (index, name) in names.iter().enumerate() {
+            let upper = name.trim().to_ascii_uppercase();
+            match Method::from_bytes(upper.as_bytes()) {
+                Ok(method) if !methods.contains(&method) => methods.push(method),
+                Ok(_) => part.add(
+                    &format!("methods[{index}]"),
+                    format!("{name:?} is listed twice"),
+                ),
+                Err(_) => part.add(
+                    &format!("methods[{index}]"),
+                    format!("invalid method {name:?}"),
+                ),
+            }
+        }
+        methods
+    });
+    part.passed()?;
+    // The cache block is judged against the route's methods, so only once they are valid.
+    let cache = match &config.cache {
+        None => None,
+        Some(cache) => {
+            let part = problems.part(format!("{path}.cache"));
+            Some(route_cache(part, cache, config.auth, methods.as_deref())?)
+        }
+    };
+    let id = match (&config.name, &methods) {
+        (Some(name), _) => name.clone(),
+        (None, Some(methods)) => format!("{} {prefix}", method_list(methods)),
+        (None, None) => prefix.to_owned(),
+    };
+    let mut invalidates: Vec<Arc<str>> = vec![Arc::from(prefix)];
+    for target in &config.invalidates {
+        if !invalidates.iter().any(|p| &**p == target.trim()) {
+            invalidates.push(Arc::from(target.trim()));
+        }
+    }
+    Some(RouteSpec {
+        id: Arc::from(id),
+        path: prefix.to_owned(),
+        methods,
+        upstream,
+        auth: config.auth,
+        cache,
+        invalidates,
+    })
+}
+
+/// A route's `cache` block.
+fn route_cache(
+    mut part: super::Part<'_, '_>,
+    cache: &RouteCacheConfig,
+    auth: AuthMode,
+    methods: Option<&[Method]>,
+) -> Option<RouteCachePolicy> {
+    let ttl = part.positive_duration("ttl", cache.ttl.0);
+    if ttl + cache.stale_if_error.0 > MAX_CACHE_LIFETIME {
+        part.add("", "ttl + stale_if_error must not exceed 24h");
+    }
+    let serves_reads = |methods: &[Method]| {
+        methods
+            .iter()
+            .any(|m| *m == Method::GET || *m == Method::HEAD)
+    };
+    if methods.is_some_and(|methods| !serves_reads(methods)) {
+        part.add(
+            "",
+            "only GET and HEAD responses are cached, and this route accepts neither",
+        );
+    }
+    if cache.scope == CacheScope::User && auth == AuthMode::None {
+        part.add(
+            "scope",
+            "scope `user` needs an authenticated route; use `shared` or `auth: required`",
+        );
+    }
+    part.passed()?;
+    Some(RouteCachePolicy {
+        ttl,
+        scope: cache.scope,
+        stale_if_error: cache.stale_if_error.0,
+    })
+}
+
+fn method_list(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn check_route_path(path: &str) -> Result<(), &'static str> {
+    if !path.starts_with('/') {
+        return Err("must start with /");
+    }
+    if path.len() > 1 && path.ends_with('/') {
+        return Err("must not end with / (prefixes match by whole segments)");
+    }
+    if path.contains(['?', '#', '%', '\\'])
+        || path.chars().any(|c| c.is_ascii_control() || c == ' ')
+    {
+        return Err("must be a plain path without query, fragment, escapes or spaces");
+    }
+    if path
+        .split('/')
+        .skip(1)
+        .any(|s| s.is_empty() && path != "/" || s == "." || s == "..")
+    {
+        return Err("must not contain empty, . or .. segments");
+    }
+    Ok(())
+}
+
+/// `earlier` takes every request `later` could match: same path and a superset of methods.
+fn shadows(earlier: &RouteSpec, later: &RouteSpec) -> bool {
+    if earlier.path != later.path {
+        return false;
+    }
+    match (&earlier.methods, &later.methods) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(a), Some(b)) => b.iter().all(|m| a.contains(m)),
+    }
+}

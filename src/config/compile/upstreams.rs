@@ -1,0 +1,125 @@
+//! `upstreams:`: named pools of backend addresses, each guarded by a breaker policy from
+//! `breakers:`. Backend names are resolved here, once, so the request path never waits on
+//! DNS.
+
+use std::{
+    collections::BTreeMap,
+    net::{SocketAddr, ToSocketAddrs},
+    sync::Arc,
+};
+
+use super::{
+    Part, Problems,
+    breakers::{Breakers, Compiled},
+};
+use crate::config::{BackendSpec, UpstreamSpec, file::UpstreamConfig};
+
+/// Upper bound that catches a typo (an extra zero) rather than encodes a real limit.
+const MAX_CONNECT_RETRIES: i64 = 16;
+
+pub(super) fn compile(
+    problems: &mut Problems<'_>,
+    configs: &BTreeMap<String, UpstreamConfig>,
+    breakers: &Breakers,
+) -> Vec<UpstreamSpec> {
+    if configs.is_empty() {
+        problems.add("upstreams", "at least one upstream is required");
+    }
+    let mut upstreams = Vec::new();
+    for (name, config) in configs {
+        if !breakers.declared.contains(&config.breaker) {
+            problems.add(
+                format!("upstreams.{name}.breaker"),
+                format!("unknown breaker {:?}", config.breaker),
+            );
+        }
+        let breaker = breakers.compiled.get(&config.breaker).cloned();
+        if let Some(spec) = upstream(problems, name, config, breaker) {
+            upstreams.push(spec);
+        }
+    }
+    upstreams
+}
+
+/// `breaker` is None when the policy it names is missing or invalid (already reported).
+fn upstream(
+    problems: &mut Problems<'_>,
+    name: &str,
+    config: &UpstreamConfig,
+    breaker: Option<Compiled>,
+) -> Option<UpstreamSpec> {
+    let mut part = problems.part(format!("upstreams.{name}"));
+    if config.backends.is_empty() {
+        part.add("backends", "at least one backend is required");
+    }
+    let mut backends: Vec<BackendSpec> = Vec::new();
+    for (index, text) in config.backends.iter().enumerate() {
+        let item = format!("backends[{index}]");
+        let Some(addr) = resolve(&mut part, &item, text) else {
+            continue;
+        };
+        if backends.iter().any(|b| b.addr == addr) {
+            part.add(&item, format!("{text:?} is listed twice"));
+            continue;
+        }
+        backends.push(BackendSpec {
+            label: Arc::from(text.trim()),
+            addr,
+        });
+    }
+    let connect_timeout = part.positive_duration("connect_timeout", config.connect_timeout.0);
+    let read_timeout = part.positive_duration("read_timeout", config.read_timeout.0);
+    let write_timeout = part.positive_duration("write_timeout", config.write_timeout.0);
+    if !(0..=MAX_CONNECT_RETRIES).contains(&config.connect_retries) {
+        part.add(
+            "connect_retries",
+            format!(
+                "must be between 0 and {MAX_CONNECT_RETRIES}, got {}",
+                config.connect_retries
+            ),
+        );
+    }
+    part.passed()?;
+    let breaker = breaker?;
+    Some(UpstreamSpec {
+        name: Arc::from(name),
+        backends,
+        connect_timeout,
+        read_timeout,
+        write_timeout,
+        idle_timeout: config.idle_timeout.0,
+        breaker: Arc::from(config.breaker.as_str()),
+        policy: breaker.policy,
+        failure_statuses: breaker.failure_statuses,
+        connect_retries: u32::try_from(config.connect_retries).unwrap_or(0),
+    })
+}
+
+/// A backend address: `ip:port`, or `host:port` resolved now (the first address).
+fn resolve(part: &mut Part<'_, '_>, key: &str, text: &str) -> Option<SocketAddr> {
+    let text = text.trim();
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Some(addr);
+    }
+    let host_and_port = text
+        .rsplit_once(':')
+        .filter(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    let Some((host, _)) = host_and_port else {
+        part.add(
+            key,
+            format!("invalid backend address {text:?}; expected host:port"),
+        );
+        return None;
+    };
+    match text.to_socket_addrs().map(|mut addrs| addrs.next()) {
+        Ok(Some(addr)) => Some(addr),
+        Ok(None) => {
+            part.add(key, format!("{host:?} resolves to no address"));
+            None
+        }
+        Err(e) => {
+            part.add(key, format!("cannot resolve {host:?}: {e}"));
+            None
+        }
+    }
+}
