@@ -10,5 +10,6 @@ mod breaker;
 mod cache;
 mod cli;
 mod config_fixtures;
+mod layers;
 mod proxying;
 mod reload;
