@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::{
     breaker::{BreakerSnapshot, Transition},
+    drain::Drain,
     metrics,
     reload::Reloader,
     state::State,
@@ -23,11 +24,20 @@ pub struct Admin {
     state: Arc<ArcSwap<State>>,
     /// Present when the gateway runs from a file.
     reloader: Option<Arc<Reloader>>,
+    drain: Arc<Drain>,
 }
 
 impl Admin {
-    pub fn new(state: Arc<ArcSwap<State>>, reloader: Option<Arc<Reloader>>) -> Self {
-        Admin { state, reloader }
+    pub fn new(
+        state: Arc<ArcSwap<State>>,
+        reloader: Option<Arc<Reloader>>,
+        drain: Arc<Drain>,
+    ) -> Self {
+        Admin {
+            state,
+            reloader,
+            drain,
+        }
     }
 
     /// The response for a method and path; separate from the socket for unit tests.
@@ -69,6 +79,12 @@ impl Admin {
                 StatusCode::OK,
                 "application/yaml",
                 include_str!("../docs/openapi.yaml").as_bytes().to_vec(),
+            ),
+            // Not ready from SIGTERM on, while the proxy still serves (crate::drain).
+            "/healthz" if self.drain.is_draining() => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                JSON,
+                br#"{"status":"draining"}"#.to_vec(),
             ),
             "/healthz" => (StatusCode::OK, JSON, br#"{"status":"ok"}"#.to_vec()),
             "/admin/breakers" => {

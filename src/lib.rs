@@ -12,6 +12,7 @@ pub mod auth;
 pub mod breaker;
 pub mod cache;
 pub mod config;
+pub mod drain;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;

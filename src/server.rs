@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use pingora::{
     server::{
         RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
-        configuration::ServerConf,
+        UnixShutdownSignalWatch, configuration::ServerConf,
     },
     services::{
         background::{BackgroundService, background_service},
@@ -27,6 +27,7 @@ use pingora_proxy::http_proxy_service_with_name;
 use crate::{
     admin::Admin,
     config::{Config, ConfigErrors},
+    drain::{Drain, DrainingShutdown, UntilExit},
     proxy::Gateway,
     reload::{self, Env, Reloader},
     state::State,
@@ -55,6 +56,7 @@ const RUNTIME_SHUTDOWN_SECONDS: u64 = 1;
 pub struct GatewayServer {
     server: Server,
     pub state: Arc<ArcSwap<State>>,
+    drain: Arc<Drain>,
 }
 
 /// How a gateway built from a file reacts to changes of it.
@@ -101,20 +103,26 @@ impl GatewayServer {
             (Arc::new(reloader), options)
         });
 
+        let drain = Arc::new(Drain::default());
         let mut proxy = http_proxy_service_with_name(
             &server.configuration,
-            Gateway::new(state.clone()),
+            Gateway::new(state.clone(), drain.clone()),
             "gateway",
         );
         proxy.add_tcp(&listen.to_string());
         let mut admin = Service::new(
             "admin".to_owned(),
-            Admin::new(state.clone(), reloader.as_ref().map(|(r, _)| r.clone())),
+            Admin::new(
+                state.clone(),
+                reloader.as_ref().map(|(r, _)| r.clone()),
+                drain.clone(),
+            ),
         );
         admin.threads = Some(1);
         admin.add_tcp(&admin_listen.to_string());
         server.add_service(proxy);
-        server.add_service(admin);
+        // Probes keep getting an answer ("draining") until the process exits.
+        server.add_service(UntilExit(admin));
         server.add_service(background_service(
             "cache store",
             StoreConnector(state.clone()),
@@ -125,26 +133,39 @@ impl GatewayServer {
                 Watcher { reloader, options },
             ));
         }
-        Ok(GatewayServer { server, state })
+        Ok(GatewayServer {
+            server,
+            state,
+            drain,
+        })
     }
 
-    /// Runs until `shutdown` fires; returns once every service has stopped.
-    pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch + Send>) {
+    /// Runs until `shutdown` fires; returns once every service has stopped. A graceful
+    /// terminate drains first (see [`crate::drain`]).
+    pub fn run(self, shutdown: Box<dyn ShutdownSignalWatch + Send + Sync>) {
+        let state = self.state.clone();
+        let shutdown = DrainingShutdown {
+            inner: shutdown,
+            drain: self.drain,
+            delay: Box::new(move || state.load().config.server.shutdown_delay),
+        };
         self.server.run(RunArgs {
-            shutdown_signal: shutdown,
+            shutdown_signal: Box::new(shutdown),
         });
     }
 
-    /// Runs until SIGTERM (graceful, waits `server.grace_period`) or SIGINT (immediate),
-    /// then exits the process.
+    /// Runs until SIGTERM (drains for `server.shutdown_delay`, then waits
+    /// `server.grace_period` for in-flight requests) or SIGINT (immediate), then exits the
+    /// process.
     pub fn run_forever(self) -> ! {
-        self.server.run_forever()
+        self.run(Box::new(UnixShutdownSignalWatch));
+        std::process::exit(0)
     }
 }
 
 /// A shutdown trigger for [`GatewayServer::run`] that installs no signal handlers: for
 /// tests and for programs that embed the gateway and handle signals themselves.
-pub fn shutdown_channel() -> (ShutdownSender, Box<dyn ShutdownSignalWatch + Send>) {
+pub fn shutdown_channel() -> (ShutdownSender, Box<dyn ShutdownSignalWatch + Send + Sync>) {
     let (sender, receiver) = tokio::sync::mpsc::channel(1);
     (
         ShutdownSender(sender),

@@ -186,7 +186,13 @@ pub struct ServerConfig {
     /// Worker threads of the proxy service. Default 2.
     #[serde(default = "default_threads")]
     pub threads: i64,
-    /// On SIGTERM, how long in-flight requests get to finish. Default 5s.
+    /// On SIGTERM, how long the gateway keeps accepting and serving new requests, with
+    /// the admin `/healthz` answering 503 "draining", before it closes its listeners (time
+    /// for a load balancer to stop sending it traffic). Default 0s.
+    #[serde(default = "default_shutdown_delay")]
+    pub shutdown_delay: HumanDuration,
+    /// On SIGTERM, after `shutdown_delay`, how long in-flight requests get to finish.
+    /// Default 5s.
     #[serde(default = "default_grace_period")]
     pub grace_period: HumanDuration,
     /// How often the config file is checked for changes; `0s` disables watching (SIGHUP
@@ -200,6 +206,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             threads: default_threads(),
+            shutdown_delay: default_shutdown_delay(),
             grace_period: default_grace_period(),
             watch_interval: default_watch_interval(),
         }
@@ -382,6 +389,9 @@ fn default_listen() -> String {
 }
 fn default_threads() -> i64 {
     2
+}
+fn default_shutdown_delay() -> HumanDuration {
+    HumanDuration(std::time::Duration::ZERO)
 }
 fn default_grace_period() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(5))

@@ -100,6 +100,7 @@ impl fmt::Debug for Secret {
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub threads: usize,
+    pub shutdown_delay: Duration,
     pub grace_period: Duration,
     pub watch_interval: Duration,
 }

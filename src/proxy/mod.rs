@@ -29,6 +29,7 @@ use crate::{
     auth::{AuthError, Identity},
     breaker::{CallOutcome, FailureKind, classify},
     config::AuthMode,
+    drain::Drain,
     headers::{self, REQUEST_ID},
     metrics,
     router::RouteError,
@@ -38,11 +39,12 @@ use crate::{
 /// The gateway's `ProxyHttp`.
 pub struct Gateway {
     state: Arc<ArcSwap<State>>,
+    drain: Arc<Drain>,
 }
 
 impl Gateway {
-    pub fn new(state: Arc<ArcSwap<State>>) -> Self {
-        Gateway { state }
+    pub fn new(state: Arc<ArcSwap<State>>, drain: Arc<Drain>) -> Self {
+        Gateway { state, drain }
     }
 
     /// Authenticates a request on a route that requires it; on failure the problem to send.
@@ -102,6 +104,11 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        if self.drain.is_draining() {
+            // `Connection: close` on the answer: keep-alive clients reconnect, to another
+            // replica, before this one closes its listener.
+            session.set_keepalive(None);
+        }
         let state = self.state.load_full();
         ctx.request_id = request_id::from_request(session.req_header());
         let header = session.req_header();

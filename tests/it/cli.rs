@@ -1,4 +1,4 @@
-//! The `gateway` binary as a process: `check`, start-up errors, and SIGTERM draining.
+//! The `gateway` binary as a process: `check`, start-up errors, SIGTERM draining, SIGHUP.
 
 use std::{
     net::{TcpListener, TcpStream},
@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{Mode, TestUpstream, eventually, free_port, free_ports};
+use crate::support::{Mode, TestUpstream, client, eventually, free_port, free_ports};
 
 fn gateway() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
@@ -151,6 +151,89 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits() {
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),
         "listener left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_drains_healthz_answers_draining_until_exit_while_requests_finish() {
+    // Delays long enough to observe each phase on a busy machine: the in-flight request
+    // outlives the shutdown delay and ends inside the grace period.
+    let slow = TestUpstream::start(Mode::Delay(Duration::from_secs(4))).await;
+    let fast = TestUpstream::start(Mode::Echo).await;
+    let dir = tempdir();
+    let [port, admin] = free_ports();
+    let path = dir.join("gateway.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "server: {{ listen: 127.0.0.1:{port}, threads: 1, shutdown_delay: 3s, grace_period: 3s }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nupstreams:\n  slow: {{ backends: [\"{}\"], read_timeout: 10s }}\n  fast: {{ backends: [\"{}\"] }}\nroutes:\n  - {{ path: /slow, upstream: slow, auth: none }}\n  - {{ path: /fast, upstream: fast, auth: none }}\n",
+            slow.addr, fast.addr
+        ),
+    )
+    .unwrap();
+    let mut child = gateway()
+        .args(["--config", &path.display().to_string()])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let healthz = move || async move {
+        let response = client()
+            .get(format!("http://127.0.0.1:{admin}/healthz"))
+            .send()
+            .await
+            .ok()?;
+        Some((response.status().as_u16(), response.text().await.ok()?))
+    };
+    eventually(Duration::from_secs(10), || async {
+        healthz().await.is_some_and(|(status, _)| status == 200)
+    })
+    .await;
+
+    let in_flight = tokio::spawn(async move {
+        client()
+            .get(format!("http://127.0.0.1:{port}/slow"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    eventually(Duration::from_secs(5), || async { slow.hits() == 1 }).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    // Draining: not ready, yet still serving new connections, each told to close.
+    eventually(Duration::from_secs(2), || async {
+        healthz().await == Some((503, r#"{"status":"draining"}"#.to_owned()))
+    })
+    .await;
+    let response = client()
+        .get(format!("http://127.0.0.1:{port}/fast"))
+        .send()
+        .await
+        .expect("a new connection during shutdown_delay is served");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["connection"], "close");
+
+    // After the delay the proxy listener closes; the admin listener still answers
+    // "draining" while the in-flight request finishes.
+    eventually(Duration::from_secs(10), || async {
+        TcpStream::connect(("127.0.0.1", port)).is_err()
+    })
+    .await;
+    assert_eq!(healthz().await.map(|(status, _)| status), Some(503));
+    assert!(
+        !in_flight.is_finished(),
+        "the slow request ended too early to prove anything"
+    );
+    assert_eq!(in_flight.await.unwrap().unwrap(), 200);
+
+    let status = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "{status:?}");
+    assert!(
+        TcpStream::connect(("127.0.0.1", admin)).is_err(),
+        "admin listener left behind"
     );
 }
 
