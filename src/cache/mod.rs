@@ -123,7 +123,11 @@ impl ResponseCache {
                 timeout,
                 key_prefix,
             } => (
-                Arc::new(RedisStore::new(url, *timeout)?),
+                Arc::new(RedisStore::new(
+                    url.expose_str()
+                        .ok_or_else(|| StoreError("the Redis URL is not UTF-8".to_owned()))?,
+                    *timeout,
+                )?),
                 key_prefix.clone(),
             ),
         };

@@ -40,8 +40,13 @@ pub struct CacheStoreConfig {
     #[serde(default)]
     pub store: CacheStoreKind,
     /// Redis server for `store: redis`. Default `redis://127.0.0.1:6379/0`.
-    #[serde(default = "default_redis_url")]
-    pub redis_url: String,
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Environment variable holding the Redis server's URL instead of `redis_url`, for a
+    /// URL with a password (it then stays out of the file; it is never printed). Default:
+    /// none.
+    #[serde(default)]
+    pub redis_url_env: Option<String>,
     /// Longest a single Redis operation may take before the request goes on uncached.
     /// Default 50ms.
     #[serde(default = "default_redis_timeout")]
@@ -64,7 +69,8 @@ impl Default for CacheStoreConfig {
     fn default() -> Self {
         CacheStoreConfig {
             store: CacheStoreKind::default(),
-            redis_url: default_redis_url(),
+            redis_url: None,
+            redis_url_env: None,
             redis_timeout: default_redis_timeout(),
             key_prefix: default_key_prefix(),
             max_entries: default_max_entries(),
@@ -342,9 +348,6 @@ pub enum AuthMode {
     None,
 }
 
-fn default_redis_url() -> String {
-    "redis://127.0.0.1:6379/0".to_owned()
-}
 fn default_redis_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_millis(50))
 }

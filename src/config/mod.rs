@@ -42,7 +42,8 @@ pub struct ResponseCacheSettings {
 pub enum StoreSettings {
     Memory,
     Redis {
-        url: String,
+        /// May carry a password: never printed.
+        url: Secret,
         timeout: Duration,
         key_prefix: String,
     },
@@ -87,6 +88,11 @@ impl Secret {
 
     pub fn expose(&self) -> &[u8] {
         &self.0
+    }
+
+    /// The secret as text, when it is (a URL with a password, say).
+    pub fn expose_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
     }
 }
 

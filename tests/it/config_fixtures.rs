@@ -114,3 +114,67 @@ fn the_compose_config_is_valid_but_for_the_compose_host_names() {
         );
     }
 }
+
+const REDIS_CONFIG: &str = "upstreams:\n  a: { backends: [\"127.0.0.1:9\"] }\nroutes:\n  - { path: /a, upstream: a, auth: none }\n";
+
+fn redis_config(cache: &str, redis_url: Option<&str>) -> Result<Config, String> {
+    let text = format!("{REDIS_CONFIG}cache: {cache}\n");
+    let env = |name: &str| (name == "REDIS_URL").then(|| redis_url.map(str::to_owned))?;
+    Config::parse_with_env(&text, &env).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+#[test]
+fn redis_url_env_takes_the_url_from_the_environment_and_never_shows_it() {
+    let url = "redis://:hunter2@cache.internal:6379/0";
+    let config = redis_config("{ store: redis, redis_url_env: REDIS_URL }", Some(url)).unwrap();
+    match &config.cache.store {
+        gateway::config::StoreSettings::Redis { url: secret, .. } => {
+            assert_eq!(secret.expose_str(), Some(url));
+        }
+        other => panic!("not a Redis store: {other:?}"),
+    }
+    assert!(!format!("{config:?}").contains("hunter2"));
+}
+
+#[test]
+fn redis_url_env_unset_is_a_config_error_naming_the_variable() {
+    let errors = redis_config("{ store: redis, redis_url_env: REDIS_URL }", None).unwrap_err();
+    assert!(
+        errors.ends_with("cache.redis_url_env: the environment variable REDIS_URL is not set"),
+        "{errors}"
+    );
+    assert_eq!(errors.lines().count(), 1, "{errors}");
+}
+
+#[test]
+fn a_redis_url_that_is_no_url_is_refused_without_echoing_it() {
+    let errors = redis_config(
+        "{ store: redis, redis_url_env: REDIS_URL }",
+        Some("hunter2@cache.internal:6379"),
+    )
+    .unwrap_err();
+    assert!(
+        errors.contains("cache.redis_url_env: the value of REDIS_URL is not a Redis URL"),
+        "{errors}"
+    );
+    assert!(!errors.contains("hunter2"), "{errors}");
+}
+
+#[test]
+fn redis_url_and_redis_url_env_together_are_refused() {
+    let errors = redis_config(
+        "{ store: redis, redis_url: \"redis://127.0.0.1:6379/0\", redis_url_env: REDIS_URL }",
+        Some("redis://127.0.0.1:6379/1"),
+    )
+    .unwrap_err();
+    assert!(
+        errors.contains("set either cache.redis_url or cache.redis_url_env, not both"),
+        "{errors}"
+    );
+}

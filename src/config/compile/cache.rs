@@ -1,33 +1,26 @@
 //! `cache:`: the response cache's store, shared by every route with a `cache` block (the
 //! blocks themselves are checked with their routes, in `routes.rs`).
 
-use super::Problems;
+use super::{Env, Part, Problems};
 use crate::config::{
-    ResponseCacheSettings, StoreSettings,
+    ResponseCacheSettings, Secret, StoreSettings,
     file::{CacheStoreConfig, CacheStoreKind},
 };
+
+const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/0";
 
 pub(super) fn compile(
     problems: &mut Problems<'_>,
     config: &CacheStoreConfig,
+    env: Env<'_>,
 ) -> Option<ResponseCacheSettings> {
     let mut part = problems.part("cache");
     let store = match config.store {
         CacheStoreKind::Memory => StoreSettings::Memory,
         CacheStoreKind::Redis => {
-            if !(config.redis_url.starts_with("redis://")
-                || config.redis_url.starts_with("rediss://"))
-            {
-                part.add(
-                    "redis_url",
-                    format!(
-                        "invalid Redis URL {:?}; expected redis://host:port/db",
-                        config.redis_url
-                    ),
-                );
-            }
+            let url = redis_url(&mut part, config, env);
             StoreSettings::Redis {
-                url: config.redis_url.clone(),
+                url: Secret::new(url.as_bytes()),
                 timeout: part.positive_duration("redis_timeout", config.redis_timeout.0),
                 key_prefix: config.key_prefix.clone(),
             }
@@ -55,4 +48,41 @@ pub(super) fn compile(
         max_bytes: config.max_bytes.0,
         max_entry_bytes: config.max_entry_bytes.0,
     })
+}
+
+/// The Redis URL, from the file or from the environment. It may hold a password, so no
+/// message ever shows it.
+fn redis_url(part: &mut Part<'_, '_>, config: &CacheStoreConfig, env: Env<'_>) -> String {
+    let (key, url) = match (&config.redis_url, &config.redis_url_env) {
+        (Some(_), Some(_)) => {
+            part.add(
+                "redis_url_env",
+                "set either cache.redis_url or cache.redis_url_env, not both",
+            );
+            return String::new();
+        }
+        (_, Some(name)) => match env(name) {
+            Some(url) => ("redis_url_env", url),
+            None => {
+                part.add(
+                    "redis_url_env",
+                    format!("the environment variable {name} is not set"),
+                );
+                return String::new();
+            }
+        },
+        (Some(url), None) => ("redis_url", url.clone()),
+        (None, None) => ("redis_url", DEFAULT_REDIS_URL.to_owned()),
+    };
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        let value = match &config.redis_url_env {
+            Some(name) => format!("the value of {name}"),
+            None => "the value".to_owned(),
+        };
+        part.add(
+            key,
+            format!("{value} is not a Redis URL; expected redis://[:password@]host:port/db"),
+        );
+    }
+    url
 }

@@ -40,7 +40,7 @@ pub(super) fn compile(
         .auth
         .as_ref()
         .and_then(|config| auth::compile(&mut problems, config, &shape.upstreams, env));
-    let cache = cache::compile(&mut problems, &shape.cache);
+    let cache = cache::compile(&mut problems, &shape.cache, env);
     cross_checks::run(&mut problems, &shape);
 
     match (server, admin, cache) {
