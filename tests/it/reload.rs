@@ -156,6 +156,49 @@ async fn an_open_breaker_stays_open_across_a_reload_and_new_thresholds_govern() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_configmap_update_by_symlink_swap_applies_and_keeps_breaker_state() {
+    let origin = TestUpstream::start(Mode::Status(500)).await;
+    let breaker = "consecutive_failures: 2, failure_rate: off, open_for: 1m, half_open_probes: 1";
+    let (gateway, volume) =
+        TestGateway::start_watching_configmap(&one_route(&origin, "", breaker, "")).await;
+    let http = client();
+    for _ in 0..2 {
+        assert_eq!(
+            http.get(gateway.url("/svc")).send().await.unwrap().status(),
+            500
+        );
+    }
+    assert_eq!(gateway.breaker("a", origin.addr).await["state"], "open");
+
+    // The kubelet swaps the `..data` link; the watched path itself is never written.
+    let new_route = "  - { path: /new, upstream: other, auth: none }\n";
+    let hash = volume.update(&one_route(&origin, "", breaker, new_route));
+    eventually(Duration::from_secs(10), || async {
+        gateway.admin_json("/admin/config").await["hash"] == hash.as_str()
+    })
+    .await;
+    assert_eq!(
+        gateway.admin_json("/admin/config").await["last_reload"]["applied"],
+        true
+    );
+
+    // The edit applies: the new route reaches the origin...
+    assert_eq!(
+        http.get(gateway.url("/new")).send().await.unwrap().status(),
+        500
+    );
+    assert_eq!(origin.hits(), 3);
+    // ...and the breaker kept what it learnt: still open, the origin spared.
+    let report = gateway.breaker("a", origin.addr).await;
+    assert_eq!(report["state"], "open", "{report}");
+    assert_eq!(
+        http.get(gateway.url("/svc")).send().await.unwrap().status(),
+        503
+    );
+    assert_eq!(origin.hits(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn invalid_edits_never_take_effect_and_a_fix_does() {
     let origin = TestUpstream::start(Mode::Echo).await;
     let good = one_route(&origin, "", "consecutive_failures: 5", "");

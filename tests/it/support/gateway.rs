@@ -55,24 +55,36 @@ impl TestGateway {
     /// A gateway run from a config file it watches (every 100 ms). `body` is the config
     /// without `server` and `admin`; rewrite it with [`ConfigFile::write`].
     pub async fn start_watching(body: &str) -> (Self, ConfigFile) {
-        super::logs::capture();
-        let [port, admin_port] = free_ports();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+        let (addr, admin, header) = watched_header();
         let file = ConfigFile {
             dir: super::users::TempDir::new(),
-            header: format!(
-                "server: {{ listen: \"{addr}\", threads: 1, grace_period: 0s, watch_interval: 100ms }}\nadmin: {{ listen: \"{admin}\" }}\n"
-            ),
+            header,
         };
         file.write(body);
+        (Self::run_file(&file.path(), addr, admin).await, file)
+    }
+
+    /// A gateway run from a config file mounted the way Kubernetes mounts a ConfigMap;
+    /// update it with [`ConfigMapVolume::update`].
+    pub async fn start_watching_configmap(body: &str) -> (Self, ConfigMapVolume) {
+        let (addr, admin, header) = watched_header();
+        let volume = ConfigMapVolume {
+            dir: super::users::TempDir::new(),
+            header,
+            version: std::sync::atomic::AtomicU32::new(0),
+        };
+        volume.update(body);
+        (Self::run_file(&volume.path(), addr, admin).await, volume)
+    }
+
+    async fn run_file(path: &std::path::Path, addr: SocketAddr, admin: SocketAddr) -> Self {
+        super::logs::capture();
         let env: gateway::reload::Env = std::sync::Arc::new(|name: &str| {
             (name == "JWT_SECRET").then(|| super::users::JWT_SECRET.to_owned())
         });
         let server =
-            GatewayServer::from_file(&file.path(), env, gateway::server::ReloadOptions::default())
-                .unwrap();
-        (Self::run(server, addr, admin).await, file)
+            GatewayServer::from_file(path, env, gateway::server::ReloadOptions::default()).unwrap();
+        Self::run(server, addr, admin).await
     }
 
     async fn run(server: GatewayServer, addr: SocketAddr, admin: SocketAddr) -> Self {
@@ -148,6 +160,17 @@ impl TestGateway {
     }
 }
 
+/// Free ports for a watched gateway, and the config's `server` and `admin` sections.
+fn watched_header() -> (SocketAddr, SocketAddr, String) {
+    let [port, admin_port] = free_ports();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+    let header = format!(
+        "server: {{ listen: \"{addr}\", threads: 1, grace_period: 0s, watch_interval: 100ms }}\nadmin: {{ listen: \"{admin}\" }}\n"
+    );
+    (addr, admin, header)
+}
+
 /// A config file the gateway watches.
 pub struct ConfigFile {
     dir: super::users::TempDir,
@@ -176,6 +199,44 @@ impl ConfigFile {
 
     pub fn header(&self) -> &str {
         &self.header
+    }
+}
+
+/// A directory laid out as the kubelet lays out a mounted ConfigMap (its atomic writer):
+/// `gateway.yaml -> ..data/gateway.yaml`, `..data -> ..<version>`, the file itself inside
+/// `..<version>/`. The path the gateway watches is a symlink that is never written.
+pub struct ConfigMapVolume {
+    dir: super::users::TempDir,
+    header: String,
+    version: std::sync::atomic::AtomicU32,
+}
+
+impl ConfigMapVolume {
+    pub fn path(&self) -> std::path::PathBuf {
+        self.dir.0.join("gateway.yaml")
+    }
+
+    /// Publishes a new version as the kubelet does: the file in a new versioned directory,
+    /// a `..data_tmp` link to it renamed over `..data` (the one atomic step), then the
+    /// previous version removed. Returns the SHA-256 of the new file.
+    pub fn update(&self, body: &str) -> String {
+        use std::{os::unix::fs::symlink, sync::atomic::Ordering};
+        let text = format!("{}{body}", self.header);
+        let version = self.version.fetch_add(1, Ordering::SeqCst);
+        let name = format!("..2026_12_05_10_00_00.{version:09}");
+        std::fs::create_dir(self.dir.0.join(&name)).unwrap();
+        std::fs::write(self.dir.0.join(&name).join("gateway.yaml"), &text).unwrap();
+        let data = self.dir.0.join("..data");
+        let previous = std::fs::read_link(&data).ok();
+        let staged = self.dir.0.join("..data_tmp");
+        symlink(&name, &staged).unwrap();
+        std::fs::rename(&staged, &data).unwrap();
+        if let Some(previous) = previous {
+            std::fs::remove_dir_all(self.dir.0.join(previous)).unwrap();
+        } else {
+            symlink("..data/gateway.yaml", self.path()).unwrap();
+        }
+        sha256(text.as_bytes())
     }
 }
 
