@@ -1,12 +1,13 @@
 # One image with both binaries: `gateway` and `travel`.
 # Build:  docker build -t travel-gateway .
-# Run:    see docker-compose.yml (one container per service, all from this image).
+# Run:    see docker-compose.yml (one container per service, all from this image) and
+#         deploy/kubernetes/. scripts/check-containers builds and runs it in CI.
 
 # ---- build ----------------------------------------------------------------
 FROM rust:1.95-slim-bookworm AS build
-# cmake: Pingora's zlib-ng build. gcc/make come with the rust image.
+# cmake and make: Pingora's zlib-ng build (the rust image brings gcc, not make).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends cmake \
+ && apt-get install -y --no-install-recommends cmake make \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Dependencies first, so that editing the sources does not rebuild them.
@@ -32,11 +33,16 @@ RUN apt-get update \
  && groupadd --system --gid 10001 app \
  && useradd --system --uid 10001 --gid app --home-dir /var/lib/travel --create-home app
 COPY --from=build /usr/local/bin/gateway /usr/local/bin/travel /usr/local/bin/
+# A default config only: deployments mount theirs over /etc/gateway (docker-compose.yml,
+# the Kubernetes ConfigMap). Secrets come from the environment (JWT_SECRET, REDIS_URL).
 COPY gateway.yaml /etc/gateway/gateway.yaml
-COPY deploy/gateway.compose.yaml /etc/gateway/gateway.compose.yaml
 COPY data/seed /usr/share/travel/seed
 USER 10001:10001
 WORKDIR /var/lib/travel
 # The gateway; the travel services use 8081-8084 (see docker-compose.yml).
 EXPOSE 8888 9091
+# The gateway's admin /healthz (503 while draining after SIGTERM). A container running a
+# travel service instead sets its own (docker-compose.yml does).
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["curl", "-fsS", "http://127.0.0.1:9091/healthz"]
 CMD ["gateway", "--config", "/etc/gateway/gateway.yaml"]

@@ -97,7 +97,7 @@ fn defaults_fill_every_omitted_key() {
 #[test]
 fn the_compose_config_is_valid_but_for_the_compose_host_names() {
     // Outside compose the service names do not resolve; everything else must be right.
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/gateway.compose.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/compose/gateway.yaml");
     let text = std::fs::read_to_string(path).unwrap();
     let env = |name: &str| (name == "JWT_SECRET").then(|| "s".repeat(32));
     let errors = match Config::parse_with_env(&text, &env) {
