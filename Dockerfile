@@ -1,4 +1,5 @@
-# One image with both binaries: `gateway` and `travel`.
+# One image with both binaries: `gateway` (the root crate) and `travel` (the `stack` crate,
+# which runs the services of the `travel` crate).
 # Build:  docker build -t travel-gateway .
 # Run:    see docker-compose.yml (one container per service, all from this image) and
 #         deploy/kubernetes/. scripts/check-containers builds and runs it in CI.
@@ -13,16 +14,19 @@ WORKDIR /src
 # Dependencies first, so that editing the sources does not rebuild them.
 COPY Cargo.toml Cargo.lock ./
 COPY travel/Cargo.toml travel/Cargo.toml
-RUN mkdir -p src travel/src \
+COPY stack/Cargo.toml stack/Cargo.toml
+RUN mkdir -p src travel/src stack/src \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && echo 'fn main() {}' > travel/src/main.rs && touch travel/src/lib.rs \
- && cargo build --release --locked -p gateway -p travel \
- && rm -rf src travel/src
+ && touch travel/src/lib.rs \
+ && echo 'fn main() {}' > stack/src/main.rs && touch stack/src/lib.rs \
+ && cargo build --release --locked -p gateway -p stack \
+ && rm -rf src travel/src stack/src
 COPY src src
 COPY travel travel
+COPY stack stack
 # Touch the real sources so cargo rebuilds them over the placeholders.
-RUN touch src/main.rs src/lib.rs travel/src/main.rs travel/src/lib.rs \
- && cargo build --release --locked -p gateway -p travel \
+RUN touch src/main.rs src/lib.rs travel/src/lib.rs stack/src/main.rs stack/src/lib.rs \
+ && cargo build --release --locked -p gateway -p stack \
  && install -m 0755 target/release/gateway target/release/travel /usr/local/bin/
 
 # ---- runtime --------------------------------------------------------------

@@ -43,7 +43,7 @@ for tool in wrk curl jq python3; do
 done
 
 if [ "$SKIP_BUILD" != 1 ]; then
-  (cd "$ROOT" && cargo build --release -p gateway -p travel) >&2
+  (cd "$ROOT" && cargo build --release -p gateway -p stack) >&2
 fi
 GATEWAY_BIN=$CARGO_TARGET_DIR/release/gateway
 TRAVEL_BIN=$CARGO_TARGET_DIR/release/travel

@@ -50,7 +50,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || die "missing nginx (apt-get install -y nginx-light)"
 
 if [ "$SKIP_BUILD" != 1 ]; then
-  (cd "$ROOT" && cargo build --release -p gateway -p travel) >&2
+  (cd "$ROOT" && cargo build --release -p gateway -p stack) >&2
 fi
 GATEWAY_BIN=$CARGO_TARGET_DIR/release/gateway
 [ -x "$GATEWAY_BIN" ] || die "no gateway binary at $GATEWAY_BIN"

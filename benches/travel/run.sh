@@ -22,7 +22,7 @@ for tool in wrk curl jq psql; do
   command -v "$tool" >/dev/null || { echo "missing tool: $tool" >&2; exit 1; }
 done
 
-cargo build --release -p travel --manifest-path "$ROOT/Cargo.toml" >&2
+cargo build --release -p stack --manifest-path "$ROOT/Cargo.toml" >&2
 BIN="$CARGO_TARGET_DIR/release/travel"
 
 JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')

@@ -44,7 +44,7 @@ PY="$VENV/bin/python"
 # 2. The stack's binary.
 TRAVEL="${TRAVEL_BIN:-}"
 if [ -z "$TRAVEL" ]; then
-  cargo build --quiet --locked -p travel --bin travel
+  cargo build --quiet --locked -p stack --bin travel
   TRAVEL="$CARGO_TARGET_DIR/debug/travel"
 fi
 [ -x "$TRAVEL" ] || die "no travel binary at $TRAVEL"

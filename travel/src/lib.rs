@@ -1,10 +1,10 @@
 //! The travel-companion backend: users, paths, trips and parties services, compatible with the
 //! original C++ course project's API (see `docs/compatibility.md` for every deliberate change).
 //!
-//! Everything is a library so that `main`, the integration tests and the subcommands start
-//! services the same way: build an [`AppState`] from a [`Config`], bind a listener, call
-//! [`serve`] ([`running`] does it for a set of services). [`up`] runs the whole stack with the
-//! gateway in one process; [`seed`] loads the original's data through the gateway.
+//! Everything is a library so that the `travel` command (the `stack` crate), the integration
+//! tests and the gateway's tests start services the same way: build an [`AppState`] from a
+//! [`Config`], bind a listener, call [`serve`] ([`running`] does it for a set of services).
+//! Nothing here knows the gateway: the services build and test without it.
 
 pub mod auth;
 pub mod config;
@@ -14,9 +14,7 @@ pub mod params;
 pub mod parties_client;
 pub mod problem;
 pub mod running;
-pub mod seed;
 pub mod services;
-pub mod up;
 
 use std::future::Future;
 use std::ops::Deref;

@@ -18,9 +18,9 @@ use pingora::server::ShutdownSignal;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::auth::jwt::MIN_SECRET_BYTES;
-use crate::running::{RunningServices, StopSignal, StopSignals};
-use crate::{AppState, Config, Service};
+use travel::auth::jwt::MIN_SECRET_BYTES;
+use travel::running::{RunningServices, StopSignal, StopSignals};
+use travel::{AppState, Config, Service};
 
 /// Environment variable holding the token key, for the services and (by default) the gateway.
 pub const SECRET_ENV: &str = "JWT_SECRET";
@@ -127,10 +127,10 @@ pub enum UpError {
     },
     /// The services' configuration was refused.
     #[error(transparent)]
-    ServiceConfig(#[from] crate::config::ConfigError),
+    ServiceConfig(#[from] travel::config::ConfigError),
     /// Database unreachable, migrations failed, ...
     #[error("cannot start the services (database unreachable or migration failed?): {0}")]
-    Services(#[from] crate::StartError),
+    Services(#[from] travel::StartError),
     /// The gateway could not be built.
     #[error("cannot start the gateway: {0}")]
     Gateway(#[from] gateway::StartError),

@@ -1,6 +1,6 @@
 //! `travel`: command line, logging, start-up and shutdown: `serve` (the services), `up` (the
 //! whole stack with the gateway), `seed` (the original's data through the gateway).
-//! Everything else lives in the library.
+//! `up` and `seed` live in this crate's library, the services in the `travel` crate.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -9,9 +9,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 
+use stack::seed::SeedArgs;
+use stack::up::UpArgs;
 use travel::running::{RunningServices, StopSignals};
-use travel::seed::SeedArgs;
-use travel::up::UpArgs;
 use travel::{AppState, Config, Service};
 
 #[derive(Parser)]
@@ -182,12 +182,12 @@ async fn up(args: UpArgs) -> anyhow::Result<()> {
         default_hook(info);
         std::process::exit(70);
     }));
-    Ok(travel::up::run(args).await?)
+    Ok(stack::up::run(args).await?)
 }
 
 /// Seed, print the table (or JSON), and fail when anything failed beyond a 4xx rejection.
 async fn seed(args: SeedArgs) -> anyhow::Result<()> {
-    let summary = travel::seed::run(&args).await?;
+    let summary = stack::seed::run(&args).await?;
     if args.json {
         eprint!("{}", summary.table());
         println!("{}", serde_json::to_string_pretty(&summary)?);
