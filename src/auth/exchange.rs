@@ -4,20 +4,22 @@
 //! client's mistake and a success for the breaker; a connect error, timeout or failure
 //! status is the service's trouble and counts against it.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora::{
     connectors::http::Connector, http::RequestHeader, protocols::http::client::HttpSession,
-    upstreams::peer::HttpPeer,
 };
 
 use super::{FetchError, TokenSource};
 use crate::{
-    breaker::{CallOutcome, FailureKind, classify},
+    breaker::FailureKind,
     metrics,
-    upstream::Upstream,
+    upstream::{Attempt, Upstream},
 };
 
 /// A token is a few hundred bytes; anything much larger is not a token.
@@ -39,26 +41,22 @@ impl UsersTokenSource {
     }
 }
 
-/// How one attempt ended.
-enum Answer {
-    Status {
-        status: u16,
-        body: Vec<u8>,
-    },
+/// Why one attempt produced no answer. The attempt itself has already been settled with the
+/// breaker, except for `Stale`, which the caller settles.
+enum Broken {
     /// The connection could not be made: nothing was sent.
-    ConnectFailed(Box<pingora::Error>),
-    /// Sent, then failed; `reused` says whether a pooled connection was used.
-    Broken {
-        error: Box<pingora::Error>,
-        reused: bool,
-    },
+    Connect,
+    /// A pooled connection failed before any answer: the service had probably closed it.
+    Stale(Box<pingora::Error>),
+    /// Sent, then failed (a failure of the service).
+    Failed(FailureKind),
 }
 
 #[async_trait]
 impl TokenSource for UsersTokenSource {
     async fn fetch(
         &self,
-        users: &Upstream,
+        users: &Arc<Upstream>,
         basic: &str,
         request_id: &str,
     ) -> Result<String, FetchError> {
@@ -66,8 +64,8 @@ impl TokenSource for UsersTokenSource {
         let mut attempts = 0u32;
         let mut stale_retry_left = true;
         loop {
-            let selected = match users.select(tried, Instant::now()) {
-                Ok(selected) => selected,
+            let mut attempt = match users.attempt(tried, Instant::now()) {
+                Ok(attempt) => attempt,
                 Err(unavailable_now) => {
                     metrics::BREAKER_REJECTIONS
                         .with_label_values(&[&*users.name])
@@ -78,34 +76,11 @@ impl TokenSource for UsersTokenSource {
                     ));
                 }
             };
-            tried |= 1 << selected.backend;
+            tried |= 1 << attempt.backend_index();
             attempts += 1;
-            let Some(peer) = users.peer(selected.backend) else {
-                return Err(unavailable(RETRY_AFTER_FAILURE, "no such backend"));
-            };
-            let started = Instant::now();
-            let answer = self.call(peer, basic, request_id).await;
-            let elapsed = started.elapsed();
-            match answer {
-                Answer::Status { status, body } => {
-                    let outcome = if users.failure_statuses.contains(status) {
-                        CallOutcome::Failure {
-                            kind: FailureKind::Status(status),
-                            elapsed,
-                        }
-                    } else {
-                        CallOutcome::Success { elapsed }
-                    };
-                    users.record(selected, outcome, Instant::now());
-                    return interpret(status, body, users);
-                }
-                Answer::ConnectFailed(error) => {
-                    let kind = classify::failure_kind(&error).unwrap_or(FailureKind::ConnectFailed);
-                    users.record(
-                        selected,
-                        CallOutcome::Failure { kind, elapsed },
-                        Instant::now(),
-                    );
+            let failure = match self.call(&mut attempt, basic, request_id).await {
+                Ok((status, body)) => return interpret(status, body, users),
+                Err(Broken::Connect) => {
                     if attempts <= users.connect_retries && users.has_untried(tried) {
                         continue;
                     }
@@ -114,64 +89,88 @@ impl TokenSource for UsersTokenSource {
                         "the users service cannot be reached",
                     ));
                 }
-                Answer::Broken { error, reused } => {
-                    if reused && stale_retry_left {
-                        // A pooled connection the service had closed: no evidence against
-                        // it, and GET is safe to resend once on a fresh connection.
+                Err(Broken::Stale(error)) => {
+                    if stale_retry_left {
+                        // No evidence against the service, and GET is safe to resend once
+                        // on a fresh connection.
                         stale_retry_left = false;
-                        users.record(selected, CallOutcome::Cancelled, Instant::now());
-                        tried &= !(1 << selected.backend);
+                        attempt.cancel();
+                        tried &= !(1 << attempt.backend_index());
                         attempts -= 1;
                         continue;
                     }
-                    let kind =
-                        classify::failure_kind(&error).unwrap_or(FailureKind::ResponseIncomplete);
-                    users.record(
-                        selected,
-                        CallOutcome::Failure { kind, elapsed },
-                        Instant::now(),
-                    );
-                    return Err(unavailable(
-                        RETRY_AFTER_FAILURE,
-                        match kind {
-                            FailureKind::ReadTimeout | FailureKind::WriteTimeout => {
-                                "the users service did not answer in time"
-                            }
-                            _ => "the users service answered incompletely",
-                        },
-                    ));
+                    settle_error(&mut attempt, error)
                 }
-            }
+                Err(Broken::Failed(kind)) => kind,
+            };
+            return Err(unavailable(
+                RETRY_AFTER_FAILURE,
+                match failure {
+                    FailureKind::ReadTimeout | FailureKind::WriteTimeout => {
+                        "the users service did not answer in time"
+                    }
+                    _ => "the users service answered incompletely",
+                },
+            ));
         }
     }
 }
 
 impl UsersTokenSource {
-    async fn call(&self, peer: &HttpPeer, basic: &str, request_id: &str) -> Answer {
-        let (mut session, reused) = match self.connector.get_http_session(peer).await {
+    /// One exchange over one attempt, which it settles: at the response header, or on the
+    /// error that ends it (a broken body after the header revokes the header's success).
+    async fn call(
+        &self,
+        attempt: &mut Attempt,
+        basic: &str,
+        request_id: &str,
+    ) -> Result<(u16, Vec<u8>), Broken> {
+        let Some(peer) = attempt.peer().cloned() else {
+            return Err(Broken::Failed(FailureKind::ConnectFailed));
+        };
+        let (mut session, reused) = match self.connector.get_http_session(&peer).await {
             Ok(connected) => connected,
-            Err(error) => return Answer::ConnectFailed(error),
+            Err(error) => {
+                settle_error(attempt, error);
+                return Err(Broken::Connect);
+            }
         };
         session.set_read_timeout(peer.options.read_timeout);
         session.set_write_timeout(peer.options.write_timeout);
-        match exchange(&mut session, &self.path, basic, request_id).await {
-            Ok((status, body)) => {
+        let status = match send(&mut session, &self.path, basic, request_id).await {
+            Ok(status) => status,
+            Err(error) if reused => return Err(Broken::Stale(error)),
+            Err(error) => return Err(Broken::Failed(settle_error(attempt, error))),
+        };
+        // The token request has no body: the service always had all of it.
+        attempt.on_response_header(status, true, Instant::now());
+        match read_body(&mut session).await {
+            Ok(body) => {
                 self.connector
-                    .release_http_session(session, peer, peer.options.idle_timeout)
+                    .release_http_session(session, &peer, peer.options.idle_timeout)
                     .await;
-                Answer::Status { status, body }
+                Ok((status, body))
             }
-            Err(error) => Answer::Broken { error, reused },
+            Err(error) => Err(Broken::Failed(settle_error(attempt, error))),
         }
     }
 }
 
-async fn exchange(
+/// Settles `attempt` with an error of the service's side of the exchange.
+fn settle_error(attempt: &mut Attempt, error: Box<pingora::Error>) -> FailureKind {
+    let error = error.into_up();
+    attempt
+        .on_error(&error, true, Instant::now())
+        .unwrap_or(FailureKind::ResponseIncomplete)
+}
+
+/// Sends the token request and reads the response header; returns its status.
+async fn send(
     session: &mut HttpSession,
     path: &str,
     basic: &str,
     request_id: &str,
-) -> pingora::Result<(u16, Vec<u8>)> {
+) -> pingora::Result<u16> {
     let mut request = RequestHeader::build("GET", path.as_bytes(), Some(4))?;
     request.insert_header(http::header::HOST, "users")?;
     request.insert_header(http::header::AUTHORIZATION, format!("Basic {basic}"))?;
@@ -180,7 +179,10 @@ async fn exchange(
     session.write_request_header(Box::new(request)).await?;
     session.finish_request_body().await?;
     session.read_response_header().await?;
-    let status = session.response_header().map_or(0, |h| h.status.as_u16());
+    Ok(session.response_header().map_or(0, |h| h.status.as_u16()))
+}
+
+async fn read_body(session: &mut HttpSession) -> pingora::Result<Vec<u8>> {
     let mut body = BytesMut::new();
     while let Some(chunk) = session.read_response_body().await? {
         if body.len() + chunk.len() > MAX_TOKEN_BYTES {
@@ -191,7 +193,7 @@ async fn exchange(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok((status, body.to_vec()))
+    Ok(body.to_vec())
 }
 
 fn interpret(status: u16, body: Vec<u8>, users: &Upstream) -> Result<String, FetchError> {

@@ -50,7 +50,7 @@ pub trait TokenSource: Send + Sync {
     /// upstream of the config the request runs under.
     async fn fetch(
         &self,
-        users: &Upstream,
+        users: &Arc<Upstream>,
         basic: &str,
         request_id: &str,
     ) -> Result<String, FetchError>;
@@ -171,7 +171,7 @@ impl TokenProvider {
         authorization: Option<&[u8]>,
         now: SystemTime,
         request_id: &str,
-        users: &Upstream,
+        users: &Arc<Upstream>,
     ) -> Result<Identity, AuthError> {
         match credentials::parse(authorization) {
             Err(CredentialsError::Missing) => Err(AuthError::Missing),
@@ -200,7 +200,7 @@ impl TokenProvider {
         basic: &str,
         now: SystemTime,
         request_id: &str,
-        users: &Upstream,
+        users: &Arc<Upstream>,
     ) -> Result<Identity, AuthError> {
         if self.settings.capacity == 0 {
             metrics::TOKEN_CACHE.with_label_values(&["miss"]).inc();
@@ -281,7 +281,7 @@ impl TokenProvider {
         basic: &str,
         now: SystemTime,
         request_id: &str,
-        users: &Upstream,
+        users: &Arc<Upstream>,
     ) -> Result<Entry, AuthError> {
         let started = Instant::now();
         let result = self.source.fetch(users, basic, request_id).await;

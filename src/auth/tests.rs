@@ -53,7 +53,7 @@ impl FakeUsers {
 impl TokenSource for FakeUsers {
     async fn fetch(
         &self,
-        _users: &Upstream,
+        _users: &Arc<Upstream>,
         _basic: &str,
         _request_id: &str,
     ) -> Result<String, FetchError> {
@@ -79,12 +79,12 @@ fn provider(source: Arc<FakeUsers>, capacity: u64) -> TokenProvider {
 const BASIC: &[u8] = b"Basic dXNlcjE6cGFzc3dvcmQ=";
 
 /// A users upstream for the calls; the fake source never contacts it.
-fn token_upstream() -> Upstream {
+fn token_upstream() -> Arc<Upstream> {
     let config = crate::config::Config::parse(
         "upstreams:\n  users: { backends: [127.0.0.1:1] }\nroutes:\n  - { path: /, upstream: users, auth: none }\n",
     )
     .unwrap();
-    Upstream::new(&config.upstreams[0], Instant::now(), None)
+    Arc::new(Upstream::new(&config.upstreams[0], Instant::now(), None))
 }
 
 #[tokio::test]

@@ -2,7 +2,15 @@
 //! cut short or a configured failure status ([`StatusSet`], compiled from a breaker's
 //! `failure_statuses`) is the upstream's fault; a client that went away, or any 4xx not
 //! listed in `failure_statuses`, says nothing against it. The proxy hooks and the token
-//! exchange classify here; the breaker decides what the outcome means.
+//! exchange classify here (through `upstream::Attempt`); the breaker decides what the
+//! outcome means.
+//!
+//! One rule decides blame, and it is applied here only ([`error_failure`] and
+//! [`status_failure`]): **an attempt counts against a backend only for what the backend did
+//! after the gateway had the whole request for it**, and for connecting, which never waits
+//! on the client. While a client is still sending its body (a route with
+//! `request_buffering: false`), a backend that times out or gives up is waiting on that
+//! client, and the attempt is cancelled, never a failure.
 
 use std::fmt;
 
@@ -10,8 +18,29 @@ use pingora::{ErrorSource, ErrorType};
 
 use super::FailureKind;
 
+/// Whether `error` counts against the backend. `request_complete`: the gateway had received
+/// the whole request (header and body) from the client when the error happened.
+pub fn error_failure(error: &pingora::Error, request_complete: bool) -> Option<FailureKind> {
+    let kind = failure_kind(error)?;
+    let connecting = matches!(
+        kind,
+        FailureKind::ConnectFailed | FailureKind::ConnectTimeout
+    );
+    (connecting || request_complete).then_some(kind)
+}
+
+/// Whether a response status counts against the backend (see [`error_failure`]).
+pub fn status_failure(
+    status: u16,
+    failure_statuses: &StatusSet,
+    request_complete: bool,
+) -> Option<FailureKind> {
+    (request_complete && failure_statuses.contains(status)).then_some(FailureKind::Status(status))
+}
+
 /// The failure an error from the proxy loop stands for, or `None` when the error lies on
-/// the client's side (or inside the gateway) and must not count against the upstream.
+/// the client's side (or inside the gateway). Says what happened, not yet whom to blame:
+/// [`error_failure`] decides that.
 pub fn failure_kind(error: &pingora::Error) -> Option<FailureKind> {
     match error.etype() {
         ErrorType::ConnectTimedout => return Some(FailureKind::ConnectTimeout),
@@ -110,5 +139,37 @@ mod tests {
         e.as_down();
         assert_eq!(failure_kind(&e), None);
         assert_eq!(failure_kind(&Error::new(ErrorType::InternalError)), None);
+    }
+
+    #[test]
+    fn nothing_but_connecting_counts_while_the_client_is_still_sending() {
+        for etype in [
+            ErrorType::ReadTimedout,
+            ErrorType::WriteTimedout,
+            ErrorType::ConnectionClosed,
+        ] {
+            assert_eq!(error_failure(&upstream(etype.clone()), false), None);
+            assert!(error_failure(&upstream(etype), true).is_some());
+        }
+        assert_eq!(
+            error_failure(&upstream(ErrorType::ConnectRefused), false),
+            Some(FailureKind::ConnectFailed)
+        );
+        assert_eq!(
+            error_failure(&upstream(ErrorType::ConnectTimedout), false),
+            Some(FailureKind::ConnectTimeout)
+        );
+    }
+
+    #[test]
+    fn a_failure_status_counts_only_for_a_whole_request() {
+        let mut statuses = StatusSet::default();
+        statuses.insert(503);
+        assert_eq!(
+            status_failure(503, &statuses, true),
+            Some(FailureKind::Status(503))
+        );
+        assert_eq!(status_failure(503, &statuses, false), None);
+        assert_eq!(status_failure(404, &statuses, true), None);
     }
 }

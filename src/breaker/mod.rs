@@ -5,16 +5,25 @@
 //! upstream; this module decides what to do about it.
 //!
 //! The upstream pool owns one [`CircuitBreaker`] per backend. Peer selection calls [`CircuitBreaker::peek`] to
-//! skip backends that would refuse, then [`CircuitBreaker::try_acquire`] for the chosen one; the [`Permit`] rides
-//! in the per-request context until the attempt concludes, when the classified [`CallOutcome`] goes back through
-//! [`CircuitBreaker::record`] (one outcome per attempt). Classifying a response (which statuses are failures) is
-//! [`classify`]'s job; the state machine only decides. The admin page reads [`CircuitBreaker::snapshot`].
+//! skip backends that would refuse, then [`CircuitBreaker::try_acquire`] for the chosen one; the [`Permit`] is
+//! owned by an `upstream::Attempt` until the attempt concludes, when the classified [`CallOutcome`] goes back
+//! through [`CircuitBreaker::record`] (one outcome per permit). A success is recorded when the response header
+//! arrives; if the backend then breaks the body it had started, [`CircuitBreaker::revoke_success`] turns that
+//! success into a failure (at most once, with the [`Receipt`] the success returned). Classifying a response (which
+//! statuses are failures) is [`classify`]'s job; the state machine only decides. The admin page reads
+//! [`CircuitBreaker::snapshot`].
 //!
 //! # States
 //! Closed → Open when a trip condition holds (consecutive failures, failure rate or slow-call rate over a sliding
 //! window). Open rejects until `open_until`; the first `try_acquire` at or after it moves to HalfOpen and takes the
 //! first probe. HalfOpen admits `half_open_probes` probes; all of them succeeding closes the breaker, any failure
 //! (or a slow probe, when slow-call tripping is on) opens it again for twice as long, capped at `max_open_for`.
+//!
+//! A probe holds its slot for at most the *probe lease* (the backend's connect + read timeouts): once every
+//! outstanding probe has held its slot that long without an outcome, the next caller starts a fresh round of
+//! probes (a HalfOpen → HalfOpen transition, "probe lease expired"), and the late outcomes of the expired probes
+//! are ignored. A probe that never reports (its request stuck on something other than the backend) can therefore
+//! never keep the breaker half-open and refusing.
 //!
 //! # Concurrency
 //! The hot path takes no lock. The whole state machine lives in one `AtomicU64` (see [`Word`]): phase, episode
@@ -53,6 +62,8 @@ const WINDOW_BUCKETS: u64 = 10;
 const MIN_BUCKET_WIDTH: Duration = Duration::from_millis(1);
 /// Shortest open period, so that a zero `open_for` cannot make doubling a no-op.
 const MIN_OPEN_FOR: Duration = Duration::from_millis(1);
+/// Shortest probe lease, so that a zero lease cannot make every probe expire at once.
+const MIN_PROBE_LEASE: Duration = Duration::from_millis(1);
 
 /// Thresholds of a breaker. Validated by the config module; the breaker clamps odd values rather than panic.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,9 +173,9 @@ pub enum CallOutcome {
 
 /// Admission ticket returned by [`CircuitBreaker::try_acquire`]; hand it back to [`CircuitBreaker::record`].
 ///
-/// Plain data; lives in the per-request context. Not Drop-sensitive: a permit never recorded simply holds its probe
-/// slot until the episode ends. It carries the generation of the episode that issued it, so outcomes that arrive
-/// after the breaker moved on are ignored.
+/// Plain data. The gateway never holds one bare: `upstream::Attempt` owns it and settles it exactly once, on drop
+/// at the latest. A probe permit that is never recorded holds its slot for the probe lease at most. It carries the
+/// generation of the episode that issued it, so outcomes that arrive after the breaker moved on are ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Permit {
     generation: u32,
@@ -176,6 +187,17 @@ impl Permit {
     pub fn is_probe(&self) -> bool {
         self.probe
     }
+}
+
+/// What [`CircuitBreaker::record`] returns for a success it counted: the right to revoke that success once, should
+/// the call turn out to have failed after all (the backend broke off the response body it had started).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    generation: u32,
+    probe: bool,
+    /// The run of failures the success ended; a revocation restores it, so a backend that always breaks its bodies
+    /// still reaches `consecutive_failures`.
+    run_before: u32,
 }
 
 /// A call the breaker refused.
@@ -221,6 +243,12 @@ pub enum TransitionReason {
         /// Probes that succeeded.
         probes: u32,
     },
+    /// HalfOpen → HalfOpen: probes held their slots past the probe lease without an outcome; a fresh round of
+    /// probes starts and their late outcomes are ignored.
+    ProbeLeaseExpired {
+        /// Probes whose slots were reclaimed.
+        outstanding: u32,
+    },
 }
 
 impl fmt::Display for TransitionReason {
@@ -253,6 +281,11 @@ impl fmt::Display for TransitionReason {
             TransitionReason::ProbesSucceeded { probes } => {
                 write!(f, "{probes} probe{} succeeded", plural(*probes))
             }
+            TransitionReason::ProbeLeaseExpired { outstanding } => write!(
+                f,
+                "{outstanding} probe{} held past the probe lease",
+                plural(*outstanding)
+            ),
         }
     }
 }
@@ -321,6 +354,10 @@ pub struct CircuitBreaker {
     reopens: AtomicU32,
     /// Current run of failures while closed.
     consecutive: AtomicU32,
+    /// Longest a probe may hold its slot without an outcome, in nanoseconds.
+    probe_lease: AtomicU64,
+    /// When the lease of the most recently admitted probe of the episode ends, in nanoseconds since `origin`.
+    lease_until: AtomicU64,
     window: Window,
     policy: ArcSwap<BreakerPolicy>,
     last_transition: ArcSwapOption<Transition>,
@@ -331,9 +368,11 @@ pub struct CircuitBreaker {
 }
 
 impl CircuitBreaker {
-    /// A closed breaker. All times given later are measured from `origin` (earlier instants count as `origin`).
+    /// A closed breaker whose probes hold their slots for at most `probe_lease`. All times given later are measured
+    /// from `origin` (earlier instants count as `origin`).
     pub fn new(
         policy: Arc<BreakerPolicy>,
+        probe_lease: Duration,
         listener: Arc<dyn TransitionListener>,
         origin: Instant,
     ) -> Self {
@@ -352,6 +391,8 @@ impl CircuitBreaker {
             open_for: AtomicU64::new(limits.open_for),
             reopens: AtomicU32::new(0),
             consecutive: AtomicU32::new(0),
+            probe_lease: AtomicU64::new(nanos(probe_lease.max(MIN_PROBE_LEASE))),
+            lease_until: AtomicU64::new(0),
             window: Window::new(),
             policy: ArcSwap::new(policy),
             last_transition: ArcSwapOption::empty(),
@@ -386,6 +427,8 @@ impl CircuitBreaker {
                     match self.claim(word, Phase::HalfOpening) {
                         Ok(claimed) => {
                             let generation = claimed.generation();
+                            self.lease_until
+                                .store(self.lease_end(now_ns), Ordering::Relaxed);
                             self.complete(
                                 BreakerState::Open,
                                 BreakerState::HalfOpen,
@@ -404,9 +447,23 @@ impl CircuitBreaker {
                 }
                 Phase::HalfOpen => {
                     let probes = Limits::of(&self.policy.load()).probes;
+                    let now_ns = self.nanos(now);
                     if word.issued() >= probes {
-                        return Err(self.rejection(Phase::HalfOpen));
+                        if !self.lease_expired(word, now_ns) {
+                            return Err(self.rejection(Phase::HalfOpen));
+                        }
+                        match self.claim(word, Phase::HalfOpening) {
+                            Ok(claimed) => return Ok(self.renew_probes(word, claimed, now)),
+                            Err(actual) => {
+                                word = actual;
+                                continue;
+                            }
+                        }
                     }
+                    // Extended before the slot is taken, so that a concurrent caller never sees this probe's slot
+                    // taken under an older lease and reclaims it at once.
+                    self.lease_until
+                        .fetch_max(self.lease_end(now_ns), Ordering::Relaxed);
                     let next = word.with_counts(word.issued() + 1, word.succeeded());
                     match self.exchange(word, next) {
                         Ok(()) => {
@@ -426,26 +483,75 @@ impl CircuitBreaker {
     /// Reports how a call admitted by `permit` ended. Outcomes of permits from an earlier episode (the breaker
     /// has changed state since the permit was issued) are ignored: they describe a situation that a transition
     /// has already acted on, and must not, say, close a breaker that re-opened or count a pre-trip call
-    /// towards the next closed period.
-    pub fn record(&self, permit: Permit, outcome: CallOutcome, now: Instant) {
+    /// towards the next closed period. A success counted in its own episode returns a [`Receipt`].
+    pub fn record(&self, permit: Permit, outcome: CallOutcome, now: Instant) -> Option<Receipt> {
         let (failure, elapsed) = match outcome {
             CallOutcome::Success { elapsed } => (None, elapsed),
             CallOutcome::Failure { kind, elapsed } => (Some(kind), elapsed),
             CallOutcome::Cancelled => {
                 self.release_probe(permit);
-                return;
+                return None;
             }
         };
         let word = self.load();
         if word.generation() != permit.generation {
-            return;
+            return None;
         }
         let limits = Limits::of(&self.policy.load());
         let slow = elapsed > limits.slow_call_duration;
-        match word.phase() {
+        let run_before = match word.phase() {
             Phase::Closed if !permit.probe => self.record_closed(word, failure, slow, &limits, now),
-            Phase::HalfOpen if permit.probe => self.record_probe(word, failure, slow, &limits, now),
+            Phase::HalfOpen if permit.probe => {
+                self.record_probe(word, failure, slow, &limits, now);
+                0
+            }
             // No permit is ever issued in the other phases, nor with a mismatched probe flag.
+            _ => return None,
+        };
+        failure.is_none().then_some(Receipt {
+            generation: permit.generation,
+            probe: permit.probe,
+            run_before,
+        })
+    }
+
+    /// The call a success was recorded for failed after all: the backend broke off the response body it had
+    /// started (`kind` says how). In the success's own episode, a closed breaker counts one more failure without
+    /// counting another call (and restores the run of failures the success had ended), then applies its trip
+    /// conditions; a half-open breaker treats it as a failed probe and opens again. Once the breaker has moved on
+    /// (a later episode, say the one that success closed), the revocation is ignored like any stale outcome.
+    pub fn revoke_success(&self, receipt: Receipt, kind: FailureKind, now: Instant) {
+        let word = self.load();
+        if word.generation() != receipt.generation {
+            return;
+        }
+        let limits = Limits::of(&self.policy.load());
+        match word.phase() {
+            Phase::Closed if !receipt.probe => {
+                let now_ns = self.nanos(now);
+                self.window
+                    .add_failure_to_counted_call(now_ns / limits.bucket_width);
+                let added = receipt.run_before.saturating_add(1);
+                let run = self
+                    .consecutive
+                    .fetch_add(added, Ordering::Relaxed)
+                    .saturating_add(added);
+                let reason = match limits.consecutive_failures {
+                    Some(threshold) if run >= threshold => {
+                        Some(TransitionReason::ConsecutiveFailures { count: run })
+                    }
+                    _ => self.rate_trip(now_ns, &limits),
+                };
+                if let Some(reason) = reason {
+                    self.open(word, reason, &limits, now);
+                }
+            }
+            Phase::HalfOpen if receipt.probe => self.open(
+                word,
+                TransitionReason::ProbeFailed { kind: Some(kind) },
+                &limits,
+                now,
+            ),
             _ => {}
         }
     }
@@ -474,7 +580,9 @@ impl CircuitBreaker {
                 }
             }
             Phase::HalfOpen => {
-                if word.issued() < Limits::of(&self.policy.load()).probes {
+                if word.issued() < Limits::of(&self.policy.load()).probes
+                    || self.lease_expired(word, self.nanos(now))
+                {
                     Ok(())
                 } else {
                     Err(self.rejection(Phase::HalfOpen))
@@ -538,8 +646,52 @@ impl CircuitBreaker {
         }
     }
 
+    /// Replaces the probe lease; probes admitted from now on hold their slots for at most `lease`.
+    pub fn set_probe_lease(&self, lease: Duration) {
+        self.probe_lease
+            .store(nanos(lease.max(MIN_PROBE_LEASE)), Ordering::Relaxed);
+    }
+
+    /// The probe lease in force.
+    pub fn probe_lease(&self) -> Duration {
+        Duration::from_nanos(self.probe_lease.load(Ordering::Relaxed))
+    }
+
     fn load(&self) -> Word {
         Word(self.word.load(Ordering::Acquire))
+    }
+
+    fn lease_end(&self, now_ns: u64) -> u64 {
+        now_ns.saturating_add(self.probe_lease.load(Ordering::Relaxed))
+    }
+
+    /// Whether every probe slot taken in this half-open episode is held by a probe whose lease has run out.
+    fn lease_expired(&self, word: Word, now_ns: u64) -> bool {
+        word.issued() > word.succeeded() && now_ns >= self.lease_until.load(Ordering::Relaxed)
+    }
+
+    /// Finishes a claimed HalfOpen → HalfOpen transition: the slots of the expired probes are reclaimed (their
+    /// late outcomes belong to the old generation and are ignored), the successes already counted stay, and the
+    /// caller takes the first slot of the new round.
+    fn renew_probes(&self, previous: Word, claimed: Word, now: Instant) -> Permit {
+        let generation = claimed.generation();
+        let succeeded = previous.succeeded();
+        self.lease_until
+            .store(self.lease_end(self.nanos(now)), Ordering::Relaxed);
+        self.complete(
+            BreakerState::HalfOpen,
+            BreakerState::HalfOpen,
+            TransitionReason::ProbeLeaseExpired {
+                outstanding: previous.issued() - succeeded,
+            },
+            now,
+            None,
+            Word::new(Phase::HalfOpen, generation, succeeded + 1, succeeded),
+        );
+        Permit {
+            generation,
+            probe: true,
+        }
     }
 
     fn nanos(&self, now: Instant) -> u64 {
@@ -614,6 +766,7 @@ impl CircuitBreaker {
         }
     }
 
+    /// Counts a closed-state outcome; returns the run of failures a success ended (0 after a failure).
     fn record_closed(
         &self,
         word: Word,
@@ -621,18 +774,19 @@ impl CircuitBreaker {
         slow: bool,
         limits: &Limits,
         now: Instant,
-    ) {
+    ) -> u32 {
         let now_ns = self.nanos(now);
         self.window
             .add(now_ns / limits.bucket_width, failure.is_some(), slow);
-        let run = if failure.is_some() {
-            self.consecutive
+        let (run, ended) = if failure.is_some() {
+            let run = self
+                .consecutive
                 .fetch_add(1, Ordering::Relaxed)
-                .saturating_add(1)
+                .saturating_add(1);
+            (run, 0)
         } else {
             // Any success, slow or not, ends the run.
-            self.consecutive.store(0, Ordering::Relaxed);
-            0
+            (0, self.consecutive.swap(0, Ordering::Relaxed))
         };
         let reason = match limits.consecutive_failures {
             Some(threshold) if failure.is_some() && run >= threshold => {
@@ -643,6 +797,7 @@ impl CircuitBreaker {
         if let Some(reason) = reason {
             self.open(word, reason, limits, now);
         }
+        ended
     }
 
     /// The first rate condition that holds over the window, if any.
@@ -981,12 +1136,35 @@ impl Window {
     }
 
     fn add(&self, epoch: u64, failed: bool, slow: bool) {
+        let bucket = self.current(epoch);
+        let Some(bucket) = bucket else {
+            return;
+        };
+        bucket.calls.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            bucket.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        if slow {
+            bucket.slow.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A failure found out after its call was counted (possibly in an earlier bucket): the failure is counted now,
+    /// the call is not counted twice. Rates read `failures / calls`, clamped to 1.
+    fn add_failure_to_counted_call(&self, epoch: u64) {
+        if let Some(bucket) = self.current(epoch) {
+            bucket.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The bucket for `epoch`, recycled to it if it held an older one; `None` when it already holds a later one.
+    fn current(&self, epoch: u64) -> Option<&Bucket> {
         let bucket = self.bucket(epoch);
         let mut tag = bucket.epoch.load(Ordering::Acquire);
         while tag != epoch {
             if tag != EMPTY && tag > epoch {
                 // Recycled for a later epoch by a thread with a fresher `now`: this sample is already too old.
-                return;
+                return None;
             }
             match bucket
                 .epoch
@@ -1001,13 +1179,7 @@ impl Window {
                 Err(actual) => tag = actual,
             }
         }
-        bucket.calls.fetch_add(1, Ordering::Relaxed);
-        if failed {
-            bucket.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        if slow {
-            bucket.slow.fetch_add(1, Ordering::Relaxed);
-        }
+        Some(bucket)
     }
 
     /// Totals over the buckets whose epoch lies in `(epoch - WINDOW_BUCKETS, epoch]`.
@@ -1090,9 +1262,12 @@ mod tests {
     fn breaker(policy: BreakerPolicy) -> (CircuitBreaker, Arc<Recorder>, Instant) {
         let recorder = Arc::new(Recorder::default());
         let origin = Instant::now();
-        let breaker = CircuitBreaker::new(Arc::new(policy), recorder.clone(), origin);
+        let breaker = CircuitBreaker::new(Arc::new(policy), LEASE, recorder.clone(), origin);
         (breaker, recorder, origin)
     }
+
+    /// The probe lease of the test breakers (a backend's connect + read timeouts).
+    const LEASE: Duration = Duration::from_secs(6);
 
     fn ok() -> CallOutcome {
         CallOutcome::Success { elapsed: 10 * MS }
@@ -1419,6 +1594,153 @@ mod tests {
             );
             assert_eq!(b.snapshot(t).open_for, Duration::from_secs(expected));
         }
+    }
+
+    #[test]
+    fn probes_that_never_report_free_their_slots_when_the_lease_ends() {
+        let (b, rec, t0) = breaker(policy());
+        trip(&b, t0);
+        let t = t0 + 10 * SEC;
+        let stuck = half_open(&b, t);
+        // Within the lease the slots stay taken, and peek agrees.
+        let before = t + LEASE - Duration::from_nanos(1);
+        assert_eq!(
+            b.try_acquire(before).unwrap_err().state,
+            BreakerState::HalfOpen
+        );
+        assert!(b.peek(before).is_err());
+        // At the end of the lease the next caller starts a fresh round and takes its first slot.
+        let after = t + LEASE;
+        assert!(b.peek(after).is_ok());
+        let fresh = b.try_acquire(after).unwrap();
+        assert!(fresh.is_probe());
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        let last = rec.all().pop().unwrap();
+        assert_eq!(
+            (last.from, last.to, last.reason),
+            (
+                BreakerState::HalfOpen,
+                BreakerState::HalfOpen,
+                TransitionReason::ProbeLeaseExpired { outstanding: 3 }
+            )
+        );
+        // The expired probes' late outcomes are ignored: a late failure does not reopen.
+        b.record(stuck[0], fail(), after);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        let others = [b.try_acquire(after).unwrap(), b.try_acquire(after).unwrap()];
+        assert!(b.try_acquire(after).is_err());
+        for p in [fresh, others[0], others[1]] {
+            b.record(p, ok(), after);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn the_lease_runs_from_the_latest_probe_and_keeps_earlier_successes() {
+        let (b, rec, t0) = breaker(policy());
+        trip(&b, t0);
+        let t = t0 + 10 * SEC;
+        let first = b.try_acquire(t).unwrap();
+        b.record(first, ok(), t);
+        let _stuck = b.try_acquire(t).unwrap();
+        let late = t + 2 * SEC;
+        let _also_stuck = b.try_acquire(late).unwrap();
+        // The first probe's lease has run out, the latest one's has not.
+        assert!(b.try_acquire(t + LEASE).is_err());
+        let renewed = late + LEASE;
+        let fresh = b.try_acquire(renewed).unwrap();
+        assert_eq!(
+            rec.all().pop().unwrap().reason,
+            TransitionReason::ProbeLeaseExpired { outstanding: 2 }
+        );
+        // The success counted before the expiry still counts: two more close the breaker.
+        b.record(fresh, ok(), renewed);
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        let last = b.try_acquire(renewed).unwrap();
+        assert!(b.try_acquire(renewed).is_err(), "3 slots: 1 kept, 2 new");
+        b.record(last, ok(), renewed);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn a_probe_lease_change_applies_to_later_probes() {
+        let (b, _, t0) = breaker(policy());
+        trip(&b, t0);
+        b.set_probe_lease(SEC);
+        assert_eq!(b.probe_lease(), SEC);
+        let t = t0 + 10 * SEC;
+        half_open(&b, t);
+        assert!(b.try_acquire(t + SEC).is_ok());
+    }
+
+    #[test]
+    fn a_revoked_success_counts_as_the_failure_it_was() {
+        let (b, rec, t0) = breaker(policy());
+        // A backend that answers every header and then breaks every body trips on consecutive failures, even
+        // though each header's success ended the run for a moment.
+        for n in 1..=5 {
+            let permit = b.try_acquire(t0).unwrap();
+            let receipt = b.record(permit, ok(), t0).unwrap();
+            assert_eq!(b.snapshot(t0).consecutive_failures, 0);
+            b.revoke_success(receipt, FailureKind::ResponseIncomplete, t0);
+            if n < 5 {
+                assert_eq!(b.snapshot(t0).consecutive_failures, n);
+            }
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(
+            rec.all()[0].reason,
+            TransitionReason::ConsecutiveFailures { count: 5 }
+        );
+        let snap = b.snapshot(t0);
+        assert_eq!((snap.calls, snap.failures), (5, 5), "no call counted twice");
+    }
+
+    #[test]
+    fn a_failure_or_a_cancel_gives_no_receipt() {
+        let (b, _, t0) = breaker(policy());
+        let permit = b.try_acquire(t0).unwrap();
+        assert_eq!(b.record(permit, fail(), t0), None);
+        let permit = b.try_acquire(t0).unwrap();
+        assert_eq!(b.record(permit, CallOutcome::Cancelled, t0), None);
+    }
+
+    #[test]
+    fn a_revoked_probe_success_reopens() {
+        let (b, rec, t0) = breaker(policy());
+        trip(&b, t0);
+        let t = t0 + 10 * SEC;
+        let probes = half_open(&b, t);
+        let receipt = b.record(probes[0], ok(), t).unwrap();
+        b.revoke_success(receipt, FailureKind::ReadTimeout, t);
+        assert_eq!(b.state(), BreakerState::Open);
+        let last = rec.all().pop().unwrap();
+        assert_eq!(
+            last.reason,
+            TransitionReason::ProbeFailed {
+                kind: Some(FailureKind::ReadTimeout)
+            }
+        );
+        assert_eq!(last.open_for, Some(20 * SEC));
+    }
+
+    #[test]
+    fn a_revocation_after_the_breaker_moved_on_is_ignored() {
+        let (b, rec, t0) = breaker(BreakerPolicy {
+            half_open_probes: 1,
+            ..policy()
+        });
+        trip(&b, t0);
+        let t = t0 + 10 * SEC;
+        let probe = b.try_acquire(t).unwrap();
+        // The probe's header closes the breaker; its body breaks afterwards.
+        let receipt = b.record(probe, ok(), t).unwrap();
+        assert_eq!(b.state(), BreakerState::Closed);
+        b.revoke_success(receipt, FailureKind::ResponseIncomplete, t);
+        assert_eq!(b.state(), BreakerState::Closed);
+        let snap = b.snapshot(t);
+        assert_eq!((snap.failures, snap.consecutive_failures), (0, 0));
+        assert_eq!(rec.all().len(), 3);
     }
 
     #[test]

@@ -1,36 +1,14 @@
 //! Per-request state carried between hooks. Plain owned data: no locks, nothing shared.
 
-use std::{
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{sync::Arc, time::Instant};
 
 use super::{caching::CacheState, problem::Problem};
 use crate::{
     auth::Identity,
     router::Route,
     state::State,
-    upstream::{Selected, Upstream},
+    upstream::{Attempt, Upstream},
 };
-
-/// One call to one backend, open until its outcome is settled with the breaker.
-#[derive(Debug)]
-pub struct Attempt {
-    pub selected: Selected,
-    pub started: Instant,
-    /// Time to the response header: what "slow" is judged on.
-    pub header_after: Option<Duration>,
-}
-
-impl Attempt {
-    pub fn new(selected: Selected, started: Instant) -> Self {
-        Attempt {
-            selected,
-            started,
-            header_after: None,
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct RequestCtx {
@@ -42,7 +20,11 @@ pub struct RequestCtx {
     /// Backends tried so far, one bit per backend index.
     pub tried: u64,
     pub attempts: u32,
+    /// The call to a backend in progress; dropping it settles it (see `upstream::Attempt`).
     pub attempt: Option<Attempt>,
+    /// The gateway has the whole request (header and body) from the client. What a backend
+    /// does before that is never held against it.
+    pub request_complete: bool,
     /// A response decided in a hook that cannot write one (`upstream_peer`).
     pub problem: Option<Problem>,
     /// Who the caller is, once `request_filter` authenticated it.
@@ -61,6 +43,7 @@ impl RequestCtx {
             tried: 0,
             attempts: 0,
             attempt: None,
+            request_complete: false,
             problem: None,
             identity: None,
             cache: None,

@@ -1,7 +1,10 @@
 //! The Pingora `ProxyHttp` implementation. Each hook is a short table of contents over the
 //! plain types that hold the logic: [`Router`] picks the route in `request_filter`,
-//! [`Upstream::select`] runs the breakers in `upstream_peer`, and every attempt's outcome is
-//! settled exactly once (`fail_to_connect`, `error_while_proxy` or `logging`).
+//! [`Upstream::attempt`] runs the breakers in `upstream_peer`, and the [`Attempt`] it
+//! returns is settled exactly once: at the response header (`upstream_response_filter`), on
+//! an error (`fail_to_connect`, `error_while_proxy`), or as cancelled when it is dropped.
+//!
+//! [`Attempt`]: crate::upstream::Attempt
 
 mod caching;
 mod context;
@@ -23,11 +26,11 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use tracing::{debug, warn};
 
 pub use self::context::RequestCtx;
-use self::{context::Attempt, problem::Problem};
+use self::problem::Problem;
 use crate::state::State;
 use crate::{
     auth::{AuthError, Identity},
-    breaker::{CallOutcome, FailureKind, classify},
+    breaker::{FailureKind, classify},
     config::AuthMode,
     drain::Drain,
     headers::{self, REQUEST_ID},
@@ -125,6 +128,7 @@ impl ProxyHttp for Gateway {
             }
         };
         ctx.route = Some(route.clone());
+        ctx.request_complete = session.is_body_empty();
         let upstream = state.upstreams.get(route.upstream).cloned();
         let auth = route.auth;
         ctx.state = Some(state);
@@ -166,14 +170,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let upstream = ctx.upstream().ok_or_else(no_route)?;
-        let now = Instant::now();
-        match upstream.select(ctx.tried, now) {
-            Ok(selected) => {
-                ctx.tried |= 1 << selected.backend;
+        match upstream.attempt(ctx.tried, Instant::now()) {
+            Ok(attempt) => {
+                ctx.tried |= 1 << attempt.backend_index();
                 ctx.attempts += 1;
-                ctx.attempt = Some(Attempt::new(selected, now));
-                let peer = upstream.peer(selected.backend).ok_or_else(no_route)?;
-                Ok(Box::new(peer.clone()))
+                let peer = attempt.peer().cloned().ok_or_else(no_route)?;
+                ctx.attempt = Some(attempt);
+                Ok(Box::new(peer))
             }
             Err(unavailable) => {
                 ctx.problem = Some(reject(&upstream, unavailable.retry_after));
@@ -218,21 +221,15 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         let status = upstream_response.status.as_u16();
-        let failed = ctx
-            .upstream()
-            .is_some_and(|u| u.failure_statuses.contains(status));
-        if let Some(attempt) = ctx.attempt.as_mut() {
-            attempt.header_after = Some(attempt.started.elapsed());
-        }
-        if failed {
-            // The status alone decides it: record now, before the client can see the
-            // answer and send its next request to a breaker that has not learnt yet.
-            if let Some(attempt) = ctx.attempt.take() {
-                let elapsed = attempt.header_after.unwrap_or_default();
-                let kind = FailureKind::Status(status);
-                settle(ctx, attempt, CallOutcome::Failure { kind, elapsed });
-            }
-        }
+        // Settled at the header, before the client can see the answer and send its next
+        // request to a breaker that has not learnt yet; a success here frees a half-open
+        // probe's slot however slowly the client then reads the body.
+        let request_complete = ctx.request_complete;
+        let failed = ctx.attempt.as_mut().is_some_and(|attempt| {
+            attempt
+                .on_response_header(status, request_complete, Instant::now())
+                .is_some()
+        });
         let method = session.req_header().method.clone();
         let Some(cache) = ctx.state.as_ref().map(|s| s.cache.clone()) else {
             return Ok(());
@@ -253,6 +250,19 @@ impl ProxyHttp for Gateway {
                 let user = ctx.identity.as_ref().map(|i| i.user_id);
                 cache.invalidate(&route.invalidates, user).await;
             }
+        }
+        Ok(())
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        if end_of_stream {
+            ctx.request_complete = true;
         }
         Ok(())
     }
@@ -289,8 +299,9 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let kind = classify::failure_kind(&e).unwrap_or(FailureKind::ConnectFailed);
-        settle_failure(ctx, kind);
+        if let Some(attempt) = ctx.attempt.as_mut() {
+            attempt.on_error(&e, ctx.request_complete, Instant::now());
+        }
         // Nothing reached the backend, so any method may go to another one.
         let retry = ctx
             .upstream()
@@ -316,16 +327,15 @@ impl ProxyHttp for Gateway {
         } else {
             e.retry.decide_reuse(client_reused);
         }
-        if let Some(kind) = classify::failure_kind(&e) {
-            if e.retry() {
+        if let Some(mut attempt) = ctx.attempt.take() {
+            if e.retry() && classify::failure_kind(&e).is_some() {
                 // A pooled connection the backend had already closed: retried on a fresh
                 // connection to the same backend, and no evidence against it.
-                if let Some(attempt) = ctx.attempt.take() {
-                    ctx.tried &= !(1 << attempt.selected.backend);
-                    settle(ctx, attempt, CallOutcome::Cancelled);
-                }
+                ctx.tried &= !(1 << attempt.backend_index());
+                attempt.cancel();
             } else {
-                settle_failure(ctx, kind);
+                attempt.on_error(&e, ctx.request_complete, Instant::now());
+                ctx.attempt = Some(attempt);
             }
         }
         e
@@ -391,10 +401,9 @@ impl ProxyHttp for Gateway {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        if let Some(attempt) = ctx.attempt.take() {
-            let outcome = final_outcome(&attempt, e);
-            settle(ctx, attempt, outcome);
-        }
+        // Dropping the attempt settles it as cancelled if nothing else did (the client went
+        // away before the answer) and counts its outcome.
+        drop(ctx.attempt.take());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let header = session.req_header();
         let route = ctx.route.as_ref().map_or("unmatched", |r| &*r.id);
@@ -448,31 +457,4 @@ fn reject(upstream: &Upstream, retry_after: Duration) -> Problem {
         .with_label_values(&[&*upstream.name])
         .inc();
     Problem::breaker_open(&upstream.name, retry_after)
-}
-
-fn settle_failure(ctx: &mut RequestCtx, kind: FailureKind) {
-    if let Some(attempt) = ctx.attempt.take() {
-        let elapsed = attempt.started.elapsed();
-        settle(ctx, attempt, CallOutcome::Failure { kind, elapsed });
-    }
-}
-
-fn settle(ctx: &RequestCtx, attempt: Attempt, outcome: CallOutcome) {
-    if let Some(upstream) = ctx.upstream() {
-        upstream.record(attempt.selected, outcome, Instant::now());
-    }
-}
-
-/// The outcome of an attempt still open when the request ends.
-fn final_outcome(attempt: &Attempt, e: Option<&Error>) -> CallOutcome {
-    let elapsed = attempt
-        .header_after
-        .unwrap_or_else(|| attempt.started.elapsed());
-    match e.map(classify::failure_kind) {
-        None => CallOutcome::Success { elapsed },
-        Some(Some(kind)) => CallOutcome::Failure { kind, elapsed },
-        // The client went away: if the backend had answered, it did its part.
-        Some(None) if attempt.header_after.is_some() => CallOutcome::Success { elapsed },
-        Some(None) => CallOutcome::Cancelled,
-    }
 }

@@ -1,8 +1,11 @@
 //! Upstream pools: each configured upstream is a list of backends, each guarded by its own
-//! [`CircuitBreaker`]. `upstream_peer` asks [`Upstream::select`] for a backend the breakers
-//! admit; outcomes flow back through [`Upstream::record`]. Classifying what counts as a
-//! failure lives in [`crate::breaker::classify`], deciding what a failure means in
-//! [`crate::breaker`]; this module owns the pools, the peers and the metrics around them.
+//! [`CircuitBreaker`]. `upstream_peer` and the token exchange ask [`Upstream::attempt`] for a
+//! backend the breakers admit; the [`Attempt`] it returns owns the breaker permit and
+//! settles it exactly once. Classifying what counts as a failure lives in
+//! [`crate::breaker::classify`], deciding what a failure means in [`crate::breaker`]; this
+//! module owns the pools, the peers, the attempts and the metrics around them.
+
+mod attempt;
 
 use std::{
     net::SocketAddr,
@@ -13,15 +16,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub use self::attempt::Attempt;
+
 use pingora::upstreams::peer::HttpPeer;
 use prometheus::IntGauge;
 use tracing::{info, warn};
 
 use crate::{
-    breaker::{
-        BreakerState, CallOutcome, CircuitBreaker, Permit, Transition, TransitionListener,
-        classify::StatusSet,
-    },
+    breaker::{BreakerState, CircuitBreaker, Transition, TransitionListener, classify::StatusSet},
     config::UpstreamSpec,
     metrics,
 };
@@ -36,7 +38,17 @@ pub struct Backend {
     /// Shared with the next config's backend of the same upstream and address, so a
     /// reload keeps what the breaker learnt.
     pub breaker: Arc<CircuitBreaker>,
+    /// Attempts admitted to this backend and not yet dropped (shared across reloads like
+    /// the breaker, since requests started under the old config still hold theirs).
+    in_flight: Arc<AtomicUsize>,
     peer: HttpPeer,
+}
+
+impl Backend {
+    /// Attempts on this backend now: admitted by [`Upstream::attempt`] and not yet dropped.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
 }
 
 impl std::fmt::Debug for Backend {
@@ -59,13 +71,6 @@ pub struct Upstream {
     next: AtomicUsize,
 }
 
-/// A backend chosen for one attempt, with the breaker permit the attempt must settle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Selected {
-    pub backend: usize,
-    pub permit: Permit,
-}
-
 /// No backend can take the request now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unavailable {
@@ -76,7 +81,11 @@ pub struct Unavailable {
 impl Upstream {
     /// Builds the pool. Backends that `previous` (the same upstream under the config being
     /// replaced) already had at the same address keep their breaker, under the new policy.
+    /// A half-open probe holds its slot for at most the backend's connect and read timeouts:
+    /// by then it has either been answered or failed, unless it is stuck on something other
+    /// than the backend.
     pub fn new(spec: &UpstreamSpec, origin: Instant, previous: Option<&Upstream>) -> Self {
+        let probe_lease = spec.connect_timeout + spec.read_timeout;
         let backends = spec
             .backends
             .iter()
@@ -90,10 +99,17 @@ impl Upstream {
                 peer.options.idle_timeout = Some(spec.idle_timeout);
                 let kept = previous
                     .and_then(|p| p.backends.iter().find(|old| old.addr == b.addr))
-                    .map(|old| (old.label.clone(), old.breaker.clone()));
+                    .map(|old| {
+                        (
+                            (old.label.clone(), old.breaker.clone()),
+                            old.in_flight.clone(),
+                        )
+                    });
+                let (kept, in_flight) = kept.unzip();
                 let (label, breaker) = match kept {
                     Some((label, breaker)) => {
                         breaker.set_policy(spec.policy.clone());
+                        breaker.set_probe_lease(probe_lease);
                         (label, breaker)
                     }
                     None => {
@@ -105,7 +121,8 @@ impl Upstream {
                             backend: b.label.clone(),
                             gauge,
                         });
-                        let breaker = CircuitBreaker::new(spec.policy.clone(), listener, origin);
+                        let breaker =
+                            CircuitBreaker::new(spec.policy.clone(), probe_lease, listener, origin);
                         (b.label.clone(), Arc::new(breaker))
                     }
                 };
@@ -113,6 +130,7 @@ impl Upstream {
                     label,
                     addr: b.addr,
                     breaker,
+                    in_flight: in_flight.unwrap_or_default(),
                     peer,
                 }
             })
@@ -127,9 +145,10 @@ impl Upstream {
         }
     }
 
-    /// Round-robin over the backends not yet `tried` (a bit per index) whose breaker admits
-    /// a call now. Open backends are skipped; half-open ones hand out probe permits.
-    pub fn select(&self, tried: u64, now: Instant) -> Result<Selected, Unavailable> {
+    /// Admits one call: round-robin over the backends not yet `tried` (a bit per index) whose
+    /// breaker admits a call now. Open backends are skipped; half-open ones hand out probe
+    /// permits. The [`Attempt`] owns the permit until it is settled.
+    pub fn attempt(self: &Arc<Self>, tried: u64, now: Instant) -> Result<Attempt, Unavailable> {
         let count = self.backends.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut retry_after: Option<Duration> = None;
@@ -139,12 +158,7 @@ impl Upstream {
                 continue;
             }
             match self.backends[index].breaker.try_acquire(now) {
-                Ok(permit) => {
-                    return Ok(Selected {
-                        backend: index,
-                        permit,
-                    });
-                }
+                Ok(permit) => return Ok(Attempt::admit(self.clone(), index, permit, now)),
                 Err(rejected) => {
                     retry_after = Some(
                         retry_after.map_or(rejected.retry_after, |r| r.min(rejected.retry_after)),
@@ -193,22 +207,6 @@ impl Upstream {
 
     pub fn peer(&self, backend: usize) -> Option<&HttpPeer> {
         self.backends.get(backend).map(|b| &b.peer)
-    }
-
-    /// Settles one attempt: the breaker learns the outcome, the metric counts it.
-    pub fn record(&self, selected: Selected, outcome: CallOutcome, now: Instant) {
-        let Some(backend) = self.backends.get(selected.backend) else {
-            return;
-        };
-        let label = match outcome {
-            CallOutcome::Success { .. } => "success",
-            CallOutcome::Failure { kind, .. } => kind.as_str(),
-            CallOutcome::Cancelled => "cancelled",
-        };
-        metrics::UPSTREAM_ATTEMPTS
-            .with_label_values(&[&*self.name, &*backend.label, label])
-            .inc();
-        backend.breaker.record(selected.permit, outcome, now);
     }
 }
 

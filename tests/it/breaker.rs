@@ -5,9 +5,12 @@
 use std::{net::SocketAddr, time::Duration};
 
 use serde_json::Value;
-use tokio::task::JoinSet;
+use tokio::{io::AsyncReadExt, task::JoinSet};
 
-use crate::support::{Mode, TestGateway, TestUpstream, client, eventually, free_port, metric};
+use crate::support::{
+    Mode, TestGateway, TestUpstream, client, eventually, free_port, metric, process::http_process,
+    raw::connect,
+};
 
 /// A breaker that trips on 3 failures in a row and reopens quickly, for tests.
 const FAST_BREAKER: &str = "
@@ -413,4 +416,115 @@ async fn a_post_is_never_sent_twice() {
         .unwrap();
     assert_eq!(third.status(), 502);
     assert_eq!(origin.hits(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn half_open_probes_taken_by_clients_that_never_read_still_close_the_breaker() {
+    let origin = TestUpstream::start(Mode::Status(500)).await;
+    let gateway = TestGateway::start(&single("silent", origin.addr, "")).await;
+    let http = client();
+    for _ in 0..3 {
+        http.get(gateway.url("/svc")).send().await.unwrap();
+    }
+    assert_eq!(
+        gateway.breaker("silent", origin.addr).await["state"],
+        "open"
+    );
+
+    // The backend recovers with a large answer; clients ask for it and never read a byte.
+    origin.set_mode(Mode::Large(16 * 1024 * 1024));
+    let hits_before = origin.hits();
+    let mut silent = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        silent.push(connect(gateway.addr, "GET /svc HTTP/1.1\r\nHost: gw\r\n\r\n").await);
+        if gateway.breaker("silent", origin.addr).await["state"] == "closed" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the breaker stayed half-open behind clients that never read"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Only silent clients were sent: their probes closed the breaker.
+    assert!(origin.hits() - hits_before >= 2);
+    // Others are served in full while the silent clients still hold their responses.
+    let response = http.get(gateway.url("/svc")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().await.unwrap().len(), 16 * 1024 * 1024);
+    drop(silent);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_hanging_up_mid_body_costs_the_backend_nothing() {
+    let origin = TestUpstream::start(Mode::Large(4 * 1024 * 1024)).await;
+    let gateway = TestGateway::start(&single("hangup", origin.addr, "")).await;
+    for _ in 0..5 {
+        let mut stream = connect(gateway.addr, "GET /svc HTTP/1.1\r\nHost: gw\r\n\r\n").await;
+        let mut first = [0u8; 4096];
+        assert!(stream.read(&mut first).await.unwrap() > 0);
+        assert!(first.starts_with(b"HTTP/1.1 200"));
+        drop(stream);
+    }
+    let backend = origin.addr.to_string();
+    eventually(Duration::from_secs(5), || async {
+        let text = gateway.metrics().await;
+        metric(
+            &text,
+            "gateway_upstream_attempts_total",
+            &[("backend", backend.as_str()), ("outcome", "success")],
+        ) == Some(5.0)
+    })
+    .await;
+    let report = gateway.breaker("hangup", origin.addr).await;
+    assert_eq!(report["state"], "closed");
+    assert!(report["last_transition"].is_null(), "{report}");
+    assert_eq!(report["failures"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_hung_by_sigstop_with_whole_requests_still_trips() {
+    let origin = TestUpstream::start(Mode::Echo).await;
+    let (process, backend) = http_process(origin.addr).await;
+    let gateway = TestGateway::start(&single("stopped", backend, ", read_timeout: 300ms")).await;
+    let http = client();
+    // The process serves (asked directly, so that the gateway holds no pooled connection
+    // to it that could go stale under the test's feet).
+    let direct = http
+        .post(format!("http://{backend}/svc"))
+        .body("a=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 200);
+    let post = || http.post(gateway.url("/svc")).body("a=1&b=2").send();
+
+    process.signal("-STOP");
+    for _ in 0..3 {
+        let response = post().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, 504, "{body}");
+        assert_eq!(body["type"], "/errors/gateway_timeout");
+    }
+    assert_eq!(post().await.unwrap().status(), 503);
+    let report = gateway.breaker("stopped", backend).await;
+    assert_eq!(report["state"], "open");
+    assert!(
+        report["last_transition"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 consecutive failures"),
+        "{report}"
+    );
+
+    // Continued, it answers again, and the probes close the breaker.
+    process.signal("-CONT");
+    eventually(Duration::from_secs(10), || async {
+        let _ = post().await;
+        gateway.breaker("stopped", backend).await["state"] == "closed"
+    })
+    .await;
+    assert_eq!(post().await.unwrap().status(), 200);
 }

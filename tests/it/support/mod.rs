@@ -2,6 +2,8 @@
 
 pub mod gateway;
 pub mod logs;
+pub mod process;
+pub mod raw;
 pub mod redis;
 pub mod upstream;
 pub mod users;

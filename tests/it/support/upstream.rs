@@ -34,6 +34,8 @@ pub enum Mode {
     Truncate,
     /// Read the request, close without answering.
     Drop,
+    /// 200 with a body of this many bytes, written as fast as the reader takes them.
+    Large(usize),
 }
 
 struct Shared {
@@ -186,6 +188,17 @@ async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
                 return;
             }
             Mode::Drop => return,
+            Mode::Large(size) => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {size}\r\n\r\n"
+                );
+                if stream.write_all(head.as_bytes()).await.is_err()
+                    || stream.write_all(&vec![b'x'; size]).await.is_err()
+                {
+                    return;
+                }
+                continue;
+            }
         };
         let response = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Upstream: {}\r\n\r\n{body}",
