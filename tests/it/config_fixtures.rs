@@ -94,12 +94,16 @@ fn defaults_fill_every_omitted_key() {
     );
 }
 
-#[test]
-fn the_compose_config_is_valid_but_for_the_compose_host_names() {
-    // Outside compose the service names do not resolve; everything else must be right.
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/compose/gateway.yaml");
+/// A deployment's config (compose, Kubernetes) compiles but for its backend host names,
+/// which resolve only inside that deployment's network.
+fn valid_but_for_the_host_names(file: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text = std::fs::read_to_string(path).unwrap();
-    let env = |name: &str| (name == "JWT_SECRET").then(|| "s".repeat(32));
+    let env = |name: &str| match name {
+        "JWT_SECRET" => Some("s".repeat(32)),
+        "REDIS_URL" => Some("redis://:hunter2@redis:6379/0".to_owned()),
+        _ => None,
+    };
     let errors = match Config::parse_with_env(&text, &env) {
         Ok(_) => return,
         Err(errors) => errors,
@@ -110,9 +114,19 @@ fn the_compose_config_is_valid_but_for_the_compose_host_names() {
                 && error.path.contains(".backends[")
                 && (error.message.contains("cannot resolve")
                     || error.message.contains("resolves to no address")),
-            "unexpected problem: {error}"
+            "{file}: unexpected problem: {error}"
         );
     }
+}
+
+#[test]
+fn the_compose_config_is_valid_but_for_the_compose_host_names() {
+    valid_but_for_the_host_names("deploy/compose/gateway.yaml");
+}
+
+#[test]
+fn the_kubernetes_config_is_valid_but_for_the_service_names() {
+    valid_but_for_the_host_names("deploy/kubernetes/base/gateway.yaml");
 }
 
 const REDIS_CONFIG: &str = "upstreams:\n  a: { backends: [\"127.0.0.1:9\"] }\nroutes:\n  - { path: /a, upstream: a, auth: none }\n";
