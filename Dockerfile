@@ -21,6 +21,8 @@ RUN mkdir -p src travel/src stack/src \
  && echo 'fn main() {}' > stack/src/main.rs && touch stack/src/lib.rs \
  && cargo build --release --locked -p gateway -p stack \
  && rm -rf src travel/src stack/src
+# The admin port serves the API contract, compiled in (include_str!).
+COPY docs/openapi.yaml docs/openapi.yaml
 COPY src src
 COPY travel travel
 COPY stack stack
