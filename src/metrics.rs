@@ -1,5 +1,5 @@
-//! Every metric the gateway exports, declared once, in the default Prometheus registry that
-//! the admin listener serves. Labels come from config ids (route, upstream, backend) and
+//! Every metric the gateway exports, declared once, in the gateway's own Prometheus
+//! [`REGISTRY`] (not the process-wide default one), which the admin listener serves. Labels come from config ids (route, upstream, backend) and
 //! bounded vocabularies (method, status, outcome, state) only: never a raw path, a client
 //! address, a login or a token. Documented in `docs/metrics.md`.
 

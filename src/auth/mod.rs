@@ -90,6 +90,11 @@ enum Entry {
 /// credential nor a plain hash of it (guessable offline) is ever stored.
 type CredentialKey = [u8; 32];
 
+/// The HMAC key when the OS cannot supply a random one (generation fails only then). It is
+/// fixed and public, so the cache would hold plain hashes of credentials: worse than a
+/// random key, still never the credential, and better than refusing to start. Logged.
+const FALLBACK_HASH_KEY: &[u8] = b"gateway token cache: no OS randomness";
+
 pub struct TokenProvider {
     /// Name of the service tokens come from, for messages.
     service: Arc<str>,
@@ -142,13 +147,11 @@ impl TokenProvider {
         settings: TokenCacheSettings,
     ) -> Self {
         let rng = aws_lc_rs::rand::SystemRandom::new();
-        // Only fails if the OS has no randomness; a fixed key would then still hide the
-        // credential, merely less well, so fall back rather than refuse to start.
         let hash_key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).unwrap_or_else(|_| {
-            hmac::Key::new(
-                hmac::HMAC_SHA256,
-                &Instant::now().elapsed().as_nanos().to_le_bytes(),
-            )
+            tracing::warn!(
+                "the OS gave no randomness: the token cache keys credentials under a fixed key"
+            );
+            hmac::Key::new(hmac::HMAC_SHA256, FALLBACK_HASH_KEY)
         });
         TokenProvider {
             service,
