@@ -159,10 +159,12 @@ struct Login {
     password: String,
 }
 
-/// The HTTP side: one client, the gateway's base URL, a request counter.
+/// The HTTP side: one client, the gateway's base URL, how many requests may be in flight,
+/// a request counter.
 struct Seeder {
     http: reqwest::Client,
     gateway: String,
+    concurrency: usize,
     requests: AtomicU64,
 }
 
@@ -361,24 +363,62 @@ where
         .collect()
 }
 
-fn finish(bar: &ProgressBar, outcomes: &[Outcome], started: Instant) -> Tally {
-    let mut t = Tally::of(outcomes);
-    t.seconds = started.elapsed().as_secs_f64();
-    bar.finish_with_message(format!(
-        "{} created, {} existing, {} rejected, {} failed",
-        t.created, t.existing, t.rejected, t.failed
-    ));
-    t
+/// One phase of the seed (users, paths, trips, memberships): a progress bar and a clock
+/// from [`Phase::start`], jobs sent through the seeder at most `concurrency` at a time, and
+/// the tally from [`Phase::finish`]. [`phase`] does all three for a phase sent in one go.
+struct Phase {
+    bar: ProgressBar,
+    started: Instant,
 }
 
-/// Every job of a phase fails the same way when no user can log in.
-fn nobody(len: usize) -> Vec<Outcome> {
-    (0..len)
-        .map(|_| Outcome::Failed {
-            status: None,
-            reason: "no user could be registered to own it".to_owned(),
+impl Phase {
+    fn start(name: &str, len: usize) -> Phase {
+        Phase {
+            bar: progress(name, len),
+            started: Instant::now(),
+        }
+    }
+
+    /// Sends every job with `send`; the outcomes in job order.
+    async fn send<J, F, Fut>(&self, seeder: &Arc<Seeder>, jobs: Vec<J>, send: F) -> Vec<Outcome>
+    where
+        F: Fn(Arc<Seeder>, J) -> Fut,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        run_all(jobs, seeder.concurrency, &self.bar, |job| {
+            send(seeder.clone(), job)
         })
-        .collect()
+        .await
+    }
+
+    fn finish(self, outcomes: &[Outcome]) -> Tally {
+        let mut t = Tally::of(outcomes);
+        t.seconds = self.started.elapsed().as_secs_f64();
+        self.bar.finish_with_message(format!(
+            "{} created, {} existing, {} rejected, {} failed",
+            t.created, t.existing, t.rejected, t.failed
+        ));
+        t
+    }
+}
+
+/// A whole phase: every job sent with `send`, tallied.
+async fn phase<J, F, Fut>(name: &str, seeder: &Arc<Seeder>, jobs: Vec<J>, send: F) -> Tally
+where
+    F: Fn(Arc<Seeder>, J) -> Fut,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    let phase = Phase::start(name, jobs.len());
+    let outcomes = phase.send(seeder, jobs, send).await;
+    phase.finish(&outcomes)
+}
+
+/// The outcome of a record no user could own, because no user could log in.
+fn no_owner() -> Outcome {
+    Outcome::Failed {
+        status: None,
+        reason: "no user could be registered to own it".to_owned(),
+    }
 }
 
 /// The users breaker's backends from `GET {admin}/admin/breakers`.
@@ -445,6 +485,7 @@ pub async fn run(args: &SeedArgs) -> Result<Summary, SeedError> {
     let seeder = Arc::new(Seeder {
         http: http.clone(),
         gateway: gateway.clone(),
+        concurrency,
         requests: AtomicU64::new(0),
     });
     let started = Instant::now();
@@ -453,29 +494,21 @@ pub async fn run(args: &SeedArgs) -> Result<Summary, SeedError> {
     // first record always owns the login, whatever the interleaving.
     let planned = plan_users(&data.users, args.strict);
     let renamed_logins = planned.iter().filter(|p| p.renamed_from.is_some()).count();
-    let phase = Instant::now();
-    let bar = progress("users", planned.len());
+    let users_phase = Phase::start("users", planned.len());
     let (repeats, firsts): (Vec<_>, Vec<_>) = planned.iter().cloned().partition(|p| p.repeat);
-    let mut order: Vec<usize> = firsts.iter().map(|p| p.index).collect();
-    order.extend(repeats.iter().map(|p| p.index));
-    let mut user_outcomes = Vec::with_capacity(planned.len());
-    for wave in [firsts, repeats] {
-        let s = seeder.clone();
-        user_outcomes.extend(
-            run_all(wave, concurrency, &bar, move |p| {
-                let s = s.clone();
-                async move { s.register(p).await }
-            })
-            .await,
-        );
-    }
-    // Back to file order.
+    // Outcomes in file order, whatever the wave.
     let mut by_index: Vec<Option<Outcome>> = vec![None; planned.len()];
-    for (index, outcome) in order.into_iter().zip(user_outcomes) {
-        by_index[index] = Some(outcome);
+    for wave in [firsts, repeats] {
+        let indices: Vec<usize> = wave.iter().map(|p| p.index).collect();
+        let outcomes = users_phase
+            .send(&seeder, wave, |s, p| async move { s.register(p).await })
+            .await;
+        for (index, outcome) in indices.into_iter().zip(outcomes) {
+            by_index[index] = Some(outcome);
+        }
     }
     let user_outcomes: Vec<Outcome> = by_index.into_iter().flatten().collect();
-    let users = finish(&bar, &user_outcomes, phase);
+    let users = users_phase.finish(&user_outcomes);
     let usable: Vec<Login> = planned
         .iter()
         .zip(&user_outcomes)
@@ -486,71 +519,54 @@ pub async fn run(args: &SeedArgs) -> Result<Summary, SeedError> {
         })
         .collect();
     let n = usable.len();
-    let owner = |i: usize| usable[i % n].clone();
+    // Record i is owned by user i mod n, like the original's zip of the two lists.
+    let owner = |i: usize| (n > 0).then(|| usable[i % n].clone());
 
-    // Paths: path i by user i mod n, like the original's zip of the two lists.
-    let phase = Instant::now();
-    let bar = progress("paths", data.paths.len());
-    let outcomes = if n == 0 {
-        nobody(data.paths.len())
-    } else {
-        let jobs: Vec<_> = data
-            .paths
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.startpoint.clone(), p.endpoint.clone(), owner(i)))
-            .collect();
-        let s = seeder.clone();
-        run_all(jobs, concurrency, &bar, move |(start, end, who)| {
-            let s = s.clone();
-            async move { s.path(start, end, who).await }
-        })
-        .await
-    };
-    let paths = finish(&bar, &outcomes, phase);
+    let jobs = data.paths.iter().enumerate();
+    let jobs = jobs.map(|(i, p)| (p.startpoint.clone(), p.endpoint.clone(), owner(i)));
+    let paths = phase(
+        "paths",
+        &seeder,
+        jobs.collect(),
+        |s, (start, end, who)| async move {
+            match who {
+                Some(who) => s.path(start, end, who).await,
+                None => no_owner(),
+            }
+        },
+    )
+    .await;
 
-    // Trips: trip i by user i mod n, with the file's id.
-    let phase = Instant::now();
-    let bar = progress("trips", data.trips.len());
-    let outcomes = if n == 0 {
-        nobody(data.trips.len())
-    } else {
-        let jobs: Vec<_> = data
-            .trips
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.clone(), owner(i)))
-            .collect();
-        let s = seeder.clone();
-        run_all(jobs, concurrency, &bar, move |(trip, who)| {
-            let s = s.clone();
-            async move { s.trip(trip, who).await }
-        })
-        .await
-    };
-    let trips = finish(&bar, &outcomes, phase);
+    // Trips keep the file's ids.
+    let jobs = data.trips.iter().enumerate();
+    let jobs = jobs.map(|(i, t)| (t.clone(), owner(i)));
+    let trips = phase(
+        "trips",
+        &seeder,
+        jobs.collect(),
+        |s, (trip, who)| async move {
+            match who {
+                Some(who) => s.trip(trip, who).await,
+                None => no_owner(),
+            }
+        },
+    )
+    .await;
 
     // Memberships beyond the owner's.
-    let jobs: Vec<_> = data
-        .trips
-        .iter()
-        .enumerate()
-        .flat_map(|(i, t)| {
-            joiners(i, n)
-                .into_iter()
-                .map(|u| (t.id, usable[u].clone()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let phase = Instant::now();
-    let bar = progress("memberships", jobs.len());
-    let s = seeder.clone();
-    let outcomes = run_all(jobs, concurrency, &bar, move |(trip, who)| {
-        let s = s.clone();
-        async move { s.join(trip, who).await }
-    })
+    let jobs = data.trips.iter().enumerate().flat_map(|(i, t)| {
+        joiners(i, n)
+            .into_iter()
+            .map(|u| (t.id, usable[u].clone()))
+            .collect::<Vec<_>>()
+    });
+    let memberships = phase(
+        "memberships",
+        &seeder,
+        jobs.collect(),
+        |s, (trip, who)| async move { s.join(trip, who).await },
+    )
     .await;
-    let memberships = finish(&bar, &outcomes, phase);
 
     let elapsed = started.elapsed().as_secs_f64();
     let requests = seeder.requests.load(Ordering::Relaxed);
