@@ -3,13 +3,15 @@
 //!
 //! Everything is a library so that the `travel` command (the `stack` crate), the integration
 //! tests and the gateway's tests start services the same way: build an [`AppState`] from a
-//! [`Config`], bind a listener, call [`serve`] ([`running`] does it for a set of services).
-//! Nothing here knows the gateway: the services build and test without it.
+//! [`Config`], bind a listener, call [`serve`] ([`running`] does it for a set of services;
+//! [`local`] runs them on loopback ephemeral ports for tests). Nothing here knows the
+//! gateway: the services build and test without it.
 
 pub mod auth;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod local;
 pub mod params;
 pub mod parties_client;
 pub mod problem;

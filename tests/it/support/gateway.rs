@@ -13,7 +13,7 @@ use gateway::{
 };
 use pingora::server::ShutdownSignal;
 
-use super::eventually;
+use super::{TempDir, eventually};
 
 pub struct TestGateway {
     pub addr: SocketAddr,
@@ -57,7 +57,7 @@ impl TestGateway {
     pub async fn start_watching(body: &str) -> (Self, ConfigFile) {
         let (addr, admin, header) = watched_header();
         let file = ConfigFile {
-            dir: super::users::TempDir::new(),
+            dir: TempDir::new(),
             header,
         };
         file.write(body);
@@ -69,7 +69,7 @@ impl TestGateway {
     pub async fn start_watching_configmap(body: &str) -> (Self, ConfigMapVolume) {
         let (addr, admin, header) = watched_header();
         let volume = ConfigMapVolume {
-            dir: super::users::TempDir::new(),
+            dir: TempDir::new(),
             header,
             version: std::sync::atomic::AtomicU32::new(0),
         };
@@ -173,7 +173,7 @@ fn watched_header() -> (SocketAddr, SocketAddr, String) {
 
 /// A config file the gateway watches.
 pub struct ConfigFile {
-    dir: super::users::TempDir,
+    dir: TempDir,
     header: String,
 }
 
@@ -206,7 +206,7 @@ impl ConfigFile {
 /// `gateway.yaml -> ..data/gateway.yaml`, `..data -> ..<version>`, the file itself inside
 /// `..<version>/`. The path the gateway watches is a symlink that is never written.
 pub struct ConfigMapVolume {
-    dir: super::users::TempDir,
+    dir: TempDir,
     header: String,
     version: std::sync::atomic::AtomicU32,
 }

@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use super::{eventually, free_ports, users::TempDir};
+use super::{TempDir, eventually, free_ports};
 
 /// A real process, stopped with SIGSTOP, then continued (SIGCONT) and killed on drop.
 pub struct StoppableProcess {

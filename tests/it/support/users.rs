@@ -1,11 +1,10 @@
-//! The real travel services, in-process on ephemeral ports sharing one SQLite file. The
-//! users service counts the `/auth` calls it receives. Any service can be killed (listener
-//! closed, connections closed) and restarted on the same port with the same data.
+//! The real travel services ([`travel::local::LocalServices`]: in-process on ephemeral
+//! ports, one SQLite file). The users service counts the `/auth` calls it receives. Any
+//! service can be killed (listener closed, connections closed) and restarted on the same
+//! port with the same data.
 
 use std::{
-    collections::HashMap,
     net::SocketAddr,
-    path::PathBuf,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -14,17 +13,16 @@ use std::{
 };
 
 use axum::{extract::Request, middleware::Next, response::Response};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use travel::{AppState, Service};
+use travel::{
+    Service,
+    local::{Database, LocalServices},
+};
 
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 
 pub struct TestTravel {
-    addrs: HashMap<Service, SocketAddr>,
+    services: LocalServices,
     auth_calls: Arc<AtomicUsize>,
-    state: AppState,
-    running: HashMap<Service, (oneshot::Sender<()>, JoinHandle<()>)>,
-    _dir: TempDir,
 }
 
 /// The users service alone (what the auth tests need).
@@ -36,46 +34,18 @@ impl TestTravel {
         Self::start_services(&[Service::Users], token_ttl).await
     }
 
-    /// The given services; ports are reserved for all four so trips knows where parties is.
+    /// The given services.
     pub async fn start_services(services: &[Service], token_ttl: Duration) -> Self {
-        let dir = TempDir::new();
-        let mut listeners = HashMap::new();
-        let mut addrs = HashMap::new();
-        for service in Service::ALL {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addrs.insert(service, listener.local_addr().unwrap());
-            listeners.insert(service, listener);
-        }
-        let mut config = travel::Config::new(Some(JWT_SECRET))
-            .unwrap()
-            .with_parties_url(&format!("http://{}", addrs[&Service::Parties]))
-            .unwrap();
-        config.database_url = format!("sqlite://{}", dir.0.join("travel.db").display());
+        let mut config = travel::Config::new(Some(JWT_SECRET)).unwrap();
         config.token_ttl = token_ttl;
-        let state = AppState::new(&config).await.unwrap();
-        let mut travel = TestTravel {
-            addrs,
-            auth_calls: Arc::new(AtomicUsize::new(0)),
-            state,
-            running: HashMap::new(),
-            _dir: dir,
-        };
-        for service in services {
-            let listener = listeners.remove(service).unwrap();
-            travel.serve(*service, listener);
-        }
-        travel
-    }
-
-    pub fn addr(&self, service: Service) -> SocketAddr {
-        self.addrs[&service]
-    }
-
-    fn serve(&mut self, service: Service, listener: TcpListener) {
-        let counter = self.auth_calls.clone();
-        let app = service
-            .router(self.state.clone())
-            .layer(axum::middleware::from_fn(
+        let mut local = LocalServices::bind(config, Database::FreshSqlite)
+            .await
+            .unwrap();
+        let auth_calls = Arc::new(AtomicUsize::new(0));
+        let counter = auth_calls.clone();
+        local.wrap_routers(Arc::new(move |_, router| {
+            let counter = counter.clone();
+            router.layer(axum::middleware::from_fn(
                 move |request: Request, next: Next| {
                     let counter = counter.clone();
                     async move {
@@ -86,15 +56,17 @@ impl TestTravel {
                         response
                     }
                 },
-            ));
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            let _ = serve.await;
-        });
-        self.running.insert(service, (stop, task));
+            ))
+        }));
+        local.start(services);
+        TestTravel {
+            services: local,
+            auth_calls,
+        }
+    }
+
+    pub fn addr(&self, service: Service) -> SocketAddr {
+        self.services.addr(service)
     }
 
     pub fn auth_calls(&self) -> usize {
@@ -102,23 +74,13 @@ impl TestTravel {
     }
 
     /// Stops a service: its listener closes and every connection, idle pooled ones
-    /// included, is closed.
+    /// included, is closed. One that does not stop in time is aborted, which is as dead.
     pub async fn kill_service(&mut self, service: Service) {
-        if let Some((stop, mut task)) = self.running.remove(&service) {
-            let _ = stop.send(());
-            if tokio::time::timeout(Duration::from_secs(5), &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-            }
-        }
+        let _ = self.services.stop(service).await;
     }
 
     pub async fn restart_service(&mut self, service: Service) {
-        self.kill_service(service).await;
-        let listener = TcpListener::bind(self.addrs[&service]).await.unwrap();
-        self.serve(service, listener);
+        self.services.restart(service).await.unwrap();
     }
 
     /// The users service's address (for the auth tests).
@@ -151,27 +113,5 @@ impl TestTravel {
             .unwrap();
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
         response.text().await.unwrap().trim().parse().unwrap()
-    }
-}
-
-/// A directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new() -> Self {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "gateway-it-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

@@ -90,7 +90,7 @@ async fn register_all_seed_users(db: Db) {
             )
             .await;
         assert_eq!(r.status, 200, "{}: {}", u.login, r.text);
-        let who = app.state.jwt.verify(&r.text).unwrap();
+        let who = app.state().jwt.verify(&r.text).unwrap();
         assert_eq!((who.id, who.login.as_str()), (*id, u.login.as_str()));
         // A wrong password (another seed user's) is 401.
         let other = &users[(i + 1) % users.len()].password;

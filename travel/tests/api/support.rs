@@ -1,20 +1,16 @@
 //! Test harness: a fresh database (SQLite file in a temp dir, or a new PostgreSQL database on
-//! the local server), any subset of the four services on 127.0.0.1 ephemeral ports, and small
-//! request helpers. Everything is torn down on drop (PostgreSQL databases are dropped).
+//! the local server), any subset of the four services on 127.0.0.1 ephemeral ports
+//! ([`travel::local::LocalServices`]), and small request helpers. Everything is torn down on
+//! drop (PostgreSQL databases are dropped).
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::Connection;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
-
-use travel::{AppState, Config, Service, Store};
+use travel::local::{Database, LocalServices};
+use travel::{AppState, Config, Service};
 
 /// Secret used by every test service.
 pub const SECRET: &str = "test-secret-0123456789abcdef-0123456789";
@@ -123,17 +119,10 @@ impl Drop for TestDb {
     }
 }
 
-struct Running {
-    stop: Option<oneshot::Sender<()>>,
-    handle: JoinHandle<std::io::Result<()>>,
-}
-
 /// Services under test, sharing one state (one pool) like `travel serve all`.
 pub struct TestApp {
-    pub state: AppState,
     pub http: reqwest::Client,
-    addrs: HashMap<Service, SocketAddr>,
-    running: HashMap<Service, Running>,
+    services: LocalServices,
     // Held for its Drop (which removes the database); declared last so it goes last.
     _db: TestDb,
 }
@@ -147,33 +136,17 @@ pub async fn spawn_app(kind: Db) -> TestApp {
 /// always knows where parties lives, running or not.
 pub async fn spawn_services(kind: Db, services: &[Service]) -> TestApp {
     let db = TestDb::new(kind).await;
-    let mut listeners = HashMap::new();
-    let mut addrs = HashMap::new();
-    for s in Service::ALL {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.insert(s, l.local_addr().unwrap());
-        listeners.insert(s, l);
-    }
-    let mut config = Config::new(Some(SECRET))
-        .unwrap()
-        .with_parties_url(&format!("http://{}", addrs[&Service::Parties]))
-        .unwrap();
-    config.database_url = db.url.clone();
+    let mut config = Config::new(Some(SECRET)).unwrap();
     config.parties_timeout = Duration::from_millis(1500);
-    let store = Store::connect(&db.url).await.unwrap();
-    let state = AppState::with_store(&config, store).await.unwrap();
-    let mut app = TestApp {
-        state,
+    let mut local = LocalServices::bind(config, Database::Url(db.url.clone()))
+        .await
+        .unwrap();
+    local.start(services);
+    TestApp {
         http: reqwest::Client::builder().no_proxy().build().unwrap(),
-        addrs,
-        running: HashMap::new(),
+        services: local,
         _db: db,
-    };
-    for s in services {
-        let l = listeners.remove(s).unwrap();
-        app.run(*s, l);
     }
-    app
 }
 
 /// Poll `f` until it returns `Some`, or panic after `timeout`.
@@ -259,46 +232,23 @@ pub fn enc(v: &str) -> String {
 }
 
 impl TestApp {
-    fn run(&mut self, service: Service, listener: TcpListener) {
-        let (tx, rx) = oneshot::channel::<()>();
-        let state = self.state.clone();
-        let handle = tokio::spawn(travel::serve(service, listener, state, async {
-            let _ = rx.await;
-        }));
-        self.running.insert(
-            service,
-            Running {
-                stop: Some(tx),
-                handle,
-            },
-        );
+    /// The state the services share (its store, its token keys).
+    pub fn state(&self) -> &AppState {
+        self.services.state()
     }
 
-    /// Stop a service (graceful) and wait until its port refuses connections.
+    /// Stop a service (graceful) and wait until it has.
     pub async fn stop(&mut self, service: Service) {
-        let mut r = self.running.remove(&service).expect("service not running");
-        if let Some(tx) = r.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), &mut r.handle)
-            .await
-            .expect("service did not stop")
-            .unwrap()
-            .unwrap();
+        self.services.stop(service).await.unwrap();
     }
 
     /// Start a stopped service again on its old port.
     pub async fn start(&mut self, service: Service) {
-        let addr = self.addrs[&service];
-        let listener = eventually(Duration::from_secs(5), "port to be free", || async {
-            TcpListener::bind(addr).await.ok()
-        })
-        .await;
-        self.run(service, listener);
+        self.services.restart(service).await.unwrap();
     }
 
     pub fn url(&self, service: Service, path_and_query: &str) -> String {
-        format!("http://{}{}", self.addrs[&service], path_and_query)
+        format!("http://{}{}", self.services.addr(service), path_and_query)
     }
 
     /// Send a request; `body` is sent as a urlencoded form when given.
@@ -379,13 +329,5 @@ impl TestApp {
     pub async fn user(&self, login: &str) -> (i64, String) {
         let id = self.register(login, "pw-of-the-user").await;
         (id, self.token(login, "pw-of-the-user").await)
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        for (_, r) in self.running.drain() {
-            r.handle.abort();
-        }
     }
 }

@@ -144,7 +144,7 @@ async fn list_skips_dangling_memberships(db: Db) {
     );
     // A membership whose trip is gone (the original crashed here) is skipped.
     sqlx::query("DELETE FROM trips WHERE id = 2")
-        .execute(app.state.store.pool())
+        .execute(app.state().store.pool())
         .await
         .unwrap();
     assert_eq!(ids(&app.get(Trips, "/trips", &a).await), [1, 3]);

@@ -114,7 +114,7 @@ async fn login_and_auth_check(db: Db) {
     assert_eq!(r.header("cache-control"), "no-store");
     let token = r.text.clone();
     assert_eq!(token.split('.').count(), 3, "raw JWT, not quoted: {token}");
-    let who = app.state.jwt.verify(&token).unwrap();
+    let who = app.state().jwt.verify(&token).unwrap();
     assert_eq!((who.id, who.login.as_str()), (id, "mint green"));
 
     let r = app
