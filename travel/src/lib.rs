@@ -85,14 +85,28 @@ impl Service {
         }
     }
 
-    /// The service's routes, `/healthz`, fallbacks and middleware.
-    pub fn router(self, state: AppState) -> Router {
-        let routes = match self {
+    fn routes(self) -> services::Routes {
+        match self {
             Service::Users => services::users::routes(),
             Service::Paths => services::paths::routes(),
             Service::Trips => services::trips::routes(),
             Service::Parties => services::parties::routes(),
-        };
+        }
+    }
+
+    /// The paths of the service's API (`/healthz` aside), as its router mounts them.
+    pub fn paths(self) -> Vec<&'static str> {
+        self.routes().into_iter().map(|(path, _)| path).collect()
+    }
+
+    /// The service's routes, `/healthz`, fallbacks and middleware.
+    pub fn router(self, state: AppState) -> Router {
+        let routes = self
+            .routes()
+            .into_iter()
+            .fold(Router::new(), |router, (path, methods)| {
+                router.route(path, methods)
+            });
         let instance = self.instance();
         let name = self.name();
         routes

@@ -246,6 +246,20 @@ impl Check {
     }
 }
 
+/// The one required integer parameter of a request (`?id=`): its value, or a 400 with
+/// `detail` and the reason.
+pub fn one_int(
+    params: &Params,
+    field: &'static str,
+    detail: &'static str,
+    instance: Instance,
+) -> Result<i64, Problem> {
+    let mut check = Check::new();
+    let value = check.int(params, field);
+    check.finish(detail, instance)?;
+    value.ok_or_else(|| Problem::bad_request(detail, instance))
+}
+
 /// A page of a list: at most `limit` rows after skipping `offset`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Page {

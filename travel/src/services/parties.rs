@@ -5,7 +5,6 @@
 //! Trip existence is read from the `trips` table directly: both services share one database,
 //! which saves a second HTTP hop (and a dependency cycle trips <-> parties).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -16,36 +15,35 @@ use crate::auth;
 use crate::db::parties::{self, Party};
 use crate::db::{StoreError, trips};
 use crate::http;
-use crate::params::{Check, Params};
+use crate::params::{self, Check, Params};
 use crate::problem::{Instance, Problem, detail};
 
-use super::store_problem;
+use super::{Routes, store_problem};
 
-const I: Instance = Instance::Party;
+/// The original's `instance` label on this service's problems.
+const INSTANCE: Instance = Instance::Party;
 
-/// Routes of the parties service.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/parties", get(list))
-        .route("/party/join", post(join))
-        .route("/party", get(read).post(create))
+/// Routes of the parties service: each path with its handlers.
+pub fn routes() -> Routes {
+    vec![
+        ("/parties", get(list)),
+        ("/party/join", post(join)),
+        ("/party", get(read).post(create)),
+    ]
 }
 
 fn id_trip(p: &Params) -> Result<i64, Problem> {
-    let mut c = Check::new();
-    let id = c.int(p, "id_trip");
-    c.finish(detail::NEEDED_DATA, I)?;
-    id.ok_or_else(|| Problem::bad_request(detail::NEEDED_DATA, I))
+    params::one_int(p, "id_trip", detail::NEEDED_DATA, INSTANCE)
 }
 
 async fn require_trip(state: &AppState, trip: i64) -> Result<(), Problem> {
     let exists = trips::exists(&state.store, trip)
         .await
-        .map_err(store_problem(I, state.retry_after_secs))?;
+        .map_err(store_problem(INSTANCE, state.retry_after_secs))?;
     if exists {
         Ok(())
     } else {
-        Err(Problem::not_found(detail::TRIP_NOT_FOUND, I))
+        Err(Problem::not_found(detail::TRIP_NOT_FOUND, INSTANCE))
     }
 }
 
@@ -55,13 +53,13 @@ async fn list(
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, Problem> {
-    let who = auth::bearer(&headers, &state.jwt, I)?;
+    let who = auth::bearer(&headers, &state.jwt, INSTANCE)?;
     let mut c = Check::new();
     let page = c.page(&p);
-    c.finish(detail::NEEDED_DATA, I)?;
+    c.finish(detail::NEEDED_DATA, INSTANCE)?;
     let mine = parties::of_user(&state.store, who.id, page)
         .await
-        .map_err(store_problem(I, state.retry_after_secs))?;
+        .map_err(store_problem(INSTANCE, state.retry_after_secs))?;
     Ok(http::json(&mine))
 }
 
@@ -71,13 +69,13 @@ async fn join(
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, Problem> {
-    let who = auth::bearer(&headers, &state.jwt, I)?;
+    let who = auth::bearer(&headers, &state.jwt, INSTANCE)?;
     let trip = id_trip(&p)?;
     require_trip(&state, trip).await?;
     match parties::join(&state.store, who.id, trip).await {
         Ok(()) => Ok(http::id(trip)),
-        Err(StoreError::Conflict) => Err(Problem::conflict(detail::PARTY_EXISTS, I)),
-        Err(e) => Err(store_problem(I, state.retry_after_secs)(e)),
+        Err(StoreError::Conflict) => Err(Problem::conflict(detail::PARTY_EXISTS, INSTANCE)),
+        Err(e) => Err(store_problem(INSTANCE, state.retry_after_secs)(e)),
     }
 }
 
@@ -87,18 +85,18 @@ async fn read(
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, Problem> {
-    let who = auth::bearer(&headers, &state.jwt, I)?;
+    let who = auth::bearer(&headers, &state.jwt, INSTANCE)?;
     let trip = id_trip(&p)?;
     let member = parties::is_member(&state.store, who.id, trip)
         .await
-        .map_err(store_problem(I, state.retry_after_secs))?;
+        .map_err(store_problem(INSTANCE, state.retry_after_secs))?;
     if member {
         Ok(http::json(&Party {
             id_participant: who.id,
             id_trip: trip,
         }))
     } else {
-        Err(Problem::not_found(detail::NOT_IN_PARTY, I))
+        Err(Problem::not_found(detail::NOT_IN_PARTY, INSTANCE))
     }
 }
 
@@ -109,11 +107,11 @@ async fn create(
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, Problem> {
-    let who = auth::bearer(&headers, &state.jwt, I)?;
+    let who = auth::bearer(&headers, &state.jwt, INSTANCE)?;
     let trip = id_trip(&p)?;
     require_trip(&state, trip).await?;
     parties::ensure(&state.store, who.id, trip)
         .await
-        .map_err(store_problem(I, state.retry_after_secs))?;
+        .map_err(store_problem(INSTANCE, state.retry_after_secs))?;
     Ok(http::id(trip))
 }

@@ -1,7 +1,6 @@
 //! Paths service: `POST /path`, `GET /path?id=`, `GET /path/search?startpoint=`. Paths are
 //! global: any authenticated user may create and read them.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -11,22 +10,24 @@ use crate::AppState;
 use crate::auth;
 use crate::db::paths;
 use crate::http;
-use crate::params::{Check, Params, limits};
+use crate::params::{self, Check, Params, limits};
 use crate::problem::{Instance, Problem, detail};
 
-use super::store_problem;
+use super::{Routes, store_problem};
 
-const I: Instance = Instance::Path;
+/// The original's `instance` label on this service's problems.
+const INSTANCE: Instance = Instance::Path;
 
-/// Routes of the paths service.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/path/search", get(search))
-        .route("/path", get(read).post(create))
+/// Routes of the paths service: each path with its handlers.
+pub fn routes() -> Routes {
+    vec![
+        ("/path/search", get(search)),
+        ("/path", get(read).post(create)),
+    ]
 }
 
 fn bad() -> Problem {
-    Problem::bad_request(detail::NEEDED_DATA, I)
+    Problem::bad_request(detail::NEEDED_DATA, INSTANCE)
 }
 
 /// `GET /path/search?startpoint=`: case-sensitive prefix search, bounded.
@@ -35,15 +36,15 @@ async fn search(
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, Problem> {
-    auth::bearer(&headers, &state.jwt, I)?;
+    auth::bearer(&headers, &state.jwt, INSTANCE)?;
     let mut c = Check::new();
     let prefix = c.text(&p, "startpoint", limits::PREFIX);
     let page = c.page(&p);
-    c.finish(detail::NEEDED_DATA, I)?;
+    c.finish(detail::NEEDED_DATA, INSTANCE)?;
     let prefix = prefix.ok_or_else(bad)?;
     let found = paths::search(&state.store, prefix, page)
         .await
-        .map_err(store_problem(I, state.retry_after_secs))?;
+        .map_err(store_problem(INSTANCE, state.retry_after_secs))?;
     Ok(http::json(&found))
 }
 
@@ -53,17 +54,14 @@ async fn read(
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, Problem> {
-    auth::bearer(&headers, &state.jwt, I)?;
-    let mut c = Check::new();
-    let id = c.int(&p, "id");
-    c.finish(detail::NEEDED_DATA, I)?;
-    let id = id.ok_or_else(bad)?;
+    auth::bearer(&headers, &state.jwt, INSTANCE)?;
+    let id = params::one_int(&p, "id", detail::NEEDED_DATA, INSTANCE)?;
     match paths::by_id(&state.store, id)
         .await
-        .map_err(store_problem(I, state.retry_after_secs))?
+        .map_err(store_problem(INSTANCE, state.retry_after_secs))?
     {
         Some(path) => Ok(http::json(&path)),
-        None => Err(Problem::not_found(detail::PATH_NOT_FOUND, I)),
+        None => Err(Problem::not_found(detail::PATH_NOT_FOUND, INSTANCE)),
     }
 }
 
@@ -73,16 +71,16 @@ async fn create(
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, Problem> {
-    auth::bearer(&headers, &state.jwt, I)?;
+    auth::bearer(&headers, &state.jwt, INSTANCE)?;
     let mut c = Check::new();
     let start = c.text(&p, "startpoint", limits::TEXT);
     let end = c.text(&p, "endpoint", limits::TEXT);
-    c.finish(detail::NEEDED_DATA, I)?;
+    c.finish(detail::NEEDED_DATA, INSTANCE)?;
     let (Some(start), Some(end)) = (start, end) else {
         return Err(bad());
     };
     let id = paths::insert(&state.store, start, end)
         .await
-        .map_err(store_problem(I, state.retry_after_secs))?;
+        .map_err(store_problem(INSTANCE, state.retry_after_secs))?;
     Ok(http::id(id))
 }

@@ -3,34 +3,36 @@
 //! trips, from the parties list). Calls to parties forward the caller's token; when parties is
 //! unreachable those requests answer 503 with `Retry-After`.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
-use axum::{Extension, Router};
 
 use crate::AppState;
 use crate::auth;
 use crate::db::StoreError;
 use crate::db::trips::{self, TripData};
 use crate::http::{self, RequestId};
-use crate::params::{Check, Params, limits};
+use crate::params::{self, Check, Params, limits};
 use crate::parties_client::PartiesError;
 use crate::problem::{Instance, Problem, detail};
 
-use super::store_problem;
+use super::{Routes, store_problem};
 
-const I: Instance = Instance::Trip;
+/// The original's `instance` label on this service's problems.
+const INSTANCE: Instance = Instance::Trip;
 
-/// Routes of the trips service.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/trips", get(list))
-        .route("/trip", get(read).post(create).put(replace))
+/// Routes of the trips service: each path with its handlers.
+pub fn routes() -> Routes {
+    vec![
+        ("/trips", get(list)),
+        ("/trip", get(read).post(create).put(replace)),
+    ]
 }
 
 fn bad() -> Problem {
-    Problem::bad_request(detail::NEEDED_DATA, I)
+    Problem::bad_request(detail::NEEDED_DATA, INSTANCE)
 }
 
 /// The answer when a call to parties failed: 503 (retry later) when parties is down, 502 when
@@ -40,12 +42,14 @@ fn parties_problem(state: &AppState, unexpected: &'static str) -> impl Fn(Partie
     move |e| {
         tracing::warn!(error = %e, "call to parties failed");
         match e {
-            PartiesError::Unavailable(_) => Problem::unavailable(detail::PARTIES_DOWN, I, retry),
+            PartiesError::Unavailable(_) => {
+                Problem::unavailable(detail::PARTIES_DOWN, INSTANCE, retry)
+            }
             PartiesError::Unexpected(_) => Problem::new(
                 StatusCode::BAD_GATEWAY,
                 "/errors/bad_gateway",
                 unexpected,
-                I.as_str(),
+                INSTANCE.as_str(),
             ),
         }
     }
@@ -53,7 +57,7 @@ fn parties_problem(state: &AppState, unexpected: &'static str) -> impl Fn(Partie
 
 /// Authenticated caller and their raw token (forwarded to parties).
 fn caller(state: &AppState, headers: &HeaderMap) -> Result<(i64, String), Problem> {
-    let who = auth::bearer(headers, &state.jwt, I)?;
+    let who = auth::bearer(headers, &state.jwt, INSTANCE)?;
     let token = auth::bearer_token(headers).unwrap_or_default().to_owned();
     Ok((who.id, token))
 }
@@ -77,7 +81,7 @@ fn trip_fields(p: &Params, id_required: bool) -> Result<(Option<i64>, TripData<'
     let name = c.text(p, "name", limits::TEXT);
     let start_time = c.text(p, "start_time", limits::TIME);
     let fin_time = c.text(p, "fin_time", limits::TIME);
-    c.finish(detail::NEEDED_DATA, I)?;
+    c.finish(detail::NEEDED_DATA, INSTANCE)?;
     match (id_path, name, start_time, fin_time) {
         (Some(id_path), Some(name), Some(start_time), Some(fin_time)) => Ok((
             id,
@@ -102,10 +106,10 @@ async fn create(
 ) -> Result<Response, Problem> {
     let (owner, token) = caller(&state, &headers)?;
     let (id, data) = trip_fields(&p, false)?;
-    let db = store_problem(I, state.retry_after_secs);
+    let db = store_problem(INSTANCE, state.retry_after_secs);
     let id = match trips::insert(&state.store, id, owner, data).await {
         Ok(id) => id,
-        Err(StoreError::Conflict) => return Err(Problem::conflict(detail::TRIP_EXISTS, I)),
+        Err(StoreError::Conflict) => return Err(Problem::conflict(detail::TRIP_EXISTS, INSTANCE)),
         Err(e) => return Err(db(e)),
     };
     if let Err(e) = state.parties.create(&token, id, Some(&rid.0)).await {
@@ -129,13 +133,13 @@ async fn replace(
     let (who, _) = caller(&state, &headers)?;
     let (id, data) = trip_fields(&p, true)?;
     let id = id.ok_or_else(bad)?;
-    let db = store_problem(I, state.retry_after_secs);
+    let db = store_problem(INSTANCE, state.retry_after_secs);
     let trip = trips::by_id(&state.store, id)
         .await
         .map_err(&db)?
-        .ok_or_else(|| Problem::not_found(detail::TRIP_NOT_FOUND, I))?;
+        .ok_or_else(|| Problem::not_found(detail::TRIP_NOT_FOUND, INSTANCE))?;
     if trip.id_owner != who {
-        return Err(Problem::forbidden(detail::NOT_OWNER, I));
+        return Err(Problem::forbidden(detail::NOT_OWNER, INSTANCE));
     }
     trips::update(&state.store, id, data).await.map_err(&db)?;
     Ok(http::id(id))
@@ -149,21 +153,18 @@ async fn read(
     p: Params,
 ) -> Result<Response, Problem> {
     let (_, token) = caller(&state, &headers)?;
-    let mut c = Check::new();
-    let id = c.int(&p, "id");
-    c.finish(detail::NEEDED_DATA, I)?;
-    let id = id.ok_or_else(bad)?;
+    let id = params::one_int(&p, "id", detail::NEEDED_DATA, INSTANCE)?;
     let trip = trips::by_id(&state.store, id)
         .await
-        .map_err(store_problem(I, state.retry_after_secs))?
-        .ok_or_else(|| Problem::not_found(detail::TRIP_NOT_FOUND, I))?;
+        .map_err(store_problem(INSTANCE, state.retry_after_secs))?
+        .ok_or_else(|| Problem::not_found(detail::TRIP_NOT_FOUND, INSTANCE))?;
     let member = state
         .parties
         .is_member(&token, id, Some(&rid.0))
         .await
         .map_err(parties_problem(&state, detail::PARTIES_UNEXPECTED))?;
     if !member {
-        return Err(Problem::forbidden(detail::NOT_IN_PARTY_OF_TRIP, I));
+        return Err(Problem::forbidden(detail::NOT_IN_PARTY_OF_TRIP, INSTANCE));
     }
     Ok(http::json(&trip))
 }
@@ -179,7 +180,7 @@ async fn list(
     let (_, token) = caller(&state, &headers)?;
     let mut c = Check::new();
     let page = c.page(&p);
-    c.finish(detail::NEEDED_DATA, I)?;
+    c.finish(detail::NEEDED_DATA, INSTANCE)?;
     let memberships = state
         .parties
         .list(&token, page, Some(&rid.0))
@@ -188,7 +189,7 @@ async fn list(
     let ids: Vec<i64> = memberships.iter().map(|m| m.id_trip).collect();
     let found = trips::by_ids(&state.store, &ids)
         .await
-        .map_err(store_problem(I, state.retry_after_secs))?;
+        .map_err(store_problem(INSTANCE, state.retry_after_secs))?;
     if found.len() < ids.len() {
         tracing::debug!(
             dangling = ids.len() - found.len(),

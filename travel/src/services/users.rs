@@ -1,7 +1,6 @@
 //! Users service: registration (`POST /user`), login (`GET /auth`, Basic -> JWT), token check
 //! (`GET /auth_check`), reads (`GET /user`, `GET /user/search`).
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
@@ -12,20 +11,22 @@ use crate::AppState;
 use crate::auth::{self, BASIC_CHALLENGE};
 use crate::db::{StoreError, users};
 use crate::http;
-use crate::params::{Check, Params, limits};
+use crate::params::{self, Check, Params, limits};
 use crate::problem::{Instance, Problem, detail};
 
-use super::store_problem;
+use super::{Routes, store_problem};
 
-const I: Instance = Instance::User;
+/// The original's `instance` label on this service's problems.
+const INSTANCE: Instance = Instance::User;
 
-/// Routes of the users service.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/auth", get(login))
-        .route("/auth_check", get(auth_check))
-        .route("/user/search", get(search))
-        .route("/user", get(read).post(register))
+/// Routes of the users service: each path with its handlers.
+pub fn routes() -> Routes {
+    vec![
+        ("/auth", get(login)),
+        ("/auth_check", get(auth_check)),
+        ("/user/search", get(search)),
+        ("/user", get(read).post(register)),
+    ]
 }
 
 /// The original's name rule: at least 3 bytes, no space or TAB; one reason at most.
@@ -99,7 +100,7 @@ fn validate(p: &Params) -> Result<Registration<'_>, Problem> {
             } else {
                 detail::INVALID_USER
             };
-            Err(Problem::bad_request(detail, I).with_errors(c.into_errors()))
+            Err(Problem::bad_request(detail, INSTANCE).with_errors(c.into_errors()))
         }
     }
 }
@@ -107,13 +108,13 @@ fn validate(p: &Params) -> Result<Registration<'_>, Problem> {
 /// `POST /user`: register; 200 with the new id, 400 listing every reason, 409 if the login is taken.
 async fn register(State(state): State<AppState>, p: Params) -> Result<Response, Problem> {
     let r = validate(&p)?;
-    let db = store_problem(I, state.retry_after_secs);
+    let db = store_problem(INSTANCE, state.retry_after_secs);
     // Cheap check first, so a taken login does not cost a hash; the unique index decides races.
     if users::login_exists(&state.store, r.login)
         .await
         .map_err(&db)?
     {
-        return Err(Problem::conflict(detail::USER_EXISTS, I));
+        return Err(Problem::conflict(detail::USER_EXISTS, INSTANCE));
     }
     let hash = state
         .passwords
@@ -121,7 +122,7 @@ async fn register(State(state): State<AppState>, p: Params) -> Result<Response, 
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "password hashing failed");
-            Problem::internal(I)
+            Problem::internal(INSTANCE)
         })?;
     let new = users::NewUser {
         first_name: r.first_name,
@@ -136,13 +137,13 @@ async fn register(State(state): State<AppState>, p: Params) -> Result<Response, 
             tracing::info!(user_id = id, "user registered");
             Ok(http::id(id))
         }
-        Err(StoreError::Conflict) => Err(Problem::conflict(detail::USER_EXISTS, I)),
+        Err(StoreError::Conflict) => Err(Problem::conflict(detail::USER_EXISTS, INSTANCE)),
         Err(e) => Err(db(e)),
     }
 }
 
 fn wrong_credentials() -> Problem {
-    Problem::unauthorized(detail::WRONG_SCHEME, I, BASIC_CHALLENGE)
+    Problem::unauthorized(detail::WRONG_SCHEME, INSTANCE, BASIC_CHALLENGE)
 }
 
 /// `GET /auth`: exchange Basic credentials for a token (the raw token is the body).
@@ -158,7 +159,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap) -> Result<Resp
     {
         return Err(wrong_credentials());
     }
-    let db = store_problem(I, state.retry_after_secs);
+    let db = store_problem(INSTANCE, state.retry_after_secs);
     let found = users::credentials(&state.store, &login)
         .await
         .map_err(&db)?;
@@ -169,7 +170,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap) -> Result<Resp
     // An unknown login is verified against a dummy hash: same answer, same cost.
     let ok = state.passwords.verify(password, hash).await.map_err(|e| {
         tracing::error!(error = %e, "password verification failed");
-        Problem::internal(I)
+        Problem::internal(INSTANCE)
     })?;
     let Some(id) = id.filter(|_| ok) else {
         tracing::info!("login refused");
@@ -177,7 +178,7 @@ async fn login(State(state): State<AppState>, headers: HeaderMap) -> Result<Resp
     };
     let token = state.jwt.issue(id, &login).map_err(|e| {
         tracing::error!(error = %e, "token signing failed");
-        Problem::internal(I)
+        Problem::internal(INSTANCE)
     })?;
     let mut response = http::raw_json(token.into());
     // A credential must not be stored by caches on the way.
@@ -198,7 +199,7 @@ async fn auth_check(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let who = auth::bearer(&headers, &state.jwt, I)?;
+    let who = auth::bearer(&headers, &state.jwt, INSTANCE)?;
     Ok(http::json(&Checked {
         id: who.id,
         login: who.login,
@@ -211,17 +212,14 @@ async fn read(
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, Problem> {
-    auth::bearer(&headers, &state.jwt, I)?;
-    let mut c = Check::new();
-    let id = c.int(&p, "id");
-    c.finish(detail::NEEDED_DATA_USER, I)?;
-    let id = id.ok_or_else(|| Problem::bad_request(detail::NEEDED_DATA_USER, I))?;
+    auth::bearer(&headers, &state.jwt, INSTANCE)?;
+    let id = params::one_int(&p, "id", detail::NEEDED_DATA_USER, INSTANCE)?;
     match users::by_id(&state.store, id)
         .await
-        .map_err(store_problem(I, state.retry_after_secs))?
+        .map_err(store_problem(INSTANCE, state.retry_after_secs))?
     {
         Some(u) => Ok(http::json(&u)),
-        None => Err(Problem::not_found(detail::USER_NOT_FOUND, I)),
+        None => Err(Problem::not_found(detail::USER_NOT_FOUND, INSTANCE)),
     }
 }
 
@@ -231,18 +229,18 @@ async fn search(
     headers: HeaderMap,
     p: Params,
 ) -> Result<Response, Problem> {
-    auth::bearer(&headers, &state.jwt, I)?;
+    auth::bearer(&headers, &state.jwt, INSTANCE)?;
     let mut c = Check::new();
     let first = c.text(&p, "first_name", limits::PREFIX);
     let last = c.text(&p, "last_name", limits::PREFIX);
     let page = c.page(&p);
-    c.finish(detail::NEEDED_DATA_USER, I)?;
+    c.finish(detail::NEEDED_DATA_USER, INSTANCE)?;
     let (Some(first), Some(last)) = (first, last) else {
-        return Err(Problem::bad_request(detail::NEEDED_DATA_USER, I));
+        return Err(Problem::bad_request(detail::NEEDED_DATA_USER, INSTANCE));
     };
     let found = users::search(&state.store, first, last, page)
         .await
-        .map_err(store_problem(I, state.retry_after_secs))?;
+        .map_err(store_problem(INSTANCE, state.retry_after_secs))?;
     Ok(http::json(&found))
 }
 
