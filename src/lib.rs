@@ -21,6 +21,7 @@ pub mod router;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 pub use config::Config;

@@ -296,6 +296,12 @@ fn needs_restart(current: &Config, next: &Config) -> Vec<String> {
     if a.grace_period != b.grace_period {
         problems.push("server.grace_period: changing the grace period needs a restart".to_owned());
     }
+    let listener = |s: &crate::config::ServerSettings| s.tls.as_ref().map(|t| (t.listen, t.http2));
+    if listener(a) != listener(b) {
+        problems.push(
+            "server.tls: adding or removing the TLS listener, or changing its listen or http2, needs a restart (the certificate and key files reload live)".to_owned(),
+        );
+    }
     if current.admin.listen != next.admin.listen {
         problems.push(format!(
             "admin.listen: changing the admin listener ({} to {}) needs a restart",

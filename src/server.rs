@@ -1,4 +1,5 @@
-//! Assembles the Pingora server: the proxy service on `server.listen`, the admin service on
+//! Assembles the Pingora server: the proxy service on `server.listen` (and, with
+//! `server.tls`, on `server.tls.listen` over a swappable certificate), the admin service on
 //! `admin.listen`, and background services (cache store connection, config watcher), all
 //! over one shared, swappable [`State`]. `main` and the integration tests build the gateway
 //! the same way, through [`GatewayServer::build`] or [`GatewayServer::from_file`].
@@ -13,6 +14,7 @@ use std::{
 
 use arc_swap::ArcSwap;
 use pingora::{
+    listeners::tls::TlsSettings,
     server::{
         RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
         UnixShutdownSignalWatch, configuration::ServerConf,
@@ -31,6 +33,7 @@ use crate::{
     proxy::Gateway,
     reload::{self, Env, Reloader},
     state::State,
+    tls::CertResolver,
 };
 
 /// Why the gateway could not start.
@@ -42,6 +45,8 @@ pub enum StartError {
     AddressInUse { key: &'static str, addr: SocketAddr },
     #[error("cache store: {0}")]
     Cache(crate::cache::StoreError),
+    #[error("server.tls: {0}")]
+    Tls(String),
     #[error("{key} {addr} cannot be bound: {source}")]
     Bind {
         key: &'static str,
@@ -57,6 +62,8 @@ pub struct GatewayServer {
     server: Server,
     pub state: Arc<ArcSwap<State>>,
     drain: Arc<Drain>,
+    /// The TLS listener's certificate, when `server.tls` is configured.
+    pub certificates: Option<Arc<CertResolver>>,
 }
 
 /// How a gateway built from a file reacts to changes of it.
@@ -84,6 +91,9 @@ impl GatewayServer {
     ) -> Result<Self, StartError> {
         check_bindable("server.listen", config.server.listen)?;
         check_bindable("admin.listen", config.admin.listen)?;
+        if let Some(tls) = &config.server.tls {
+            check_bindable("server.tls.listen", tls.listen)?;
+        }
 
         let conf = ServerConf {
             threads: config.server.threads,
@@ -95,6 +105,7 @@ impl GatewayServer {
         server.bootstrap();
 
         let (listen, admin_listen) = (config.server.listen, config.admin.listen);
+        let tls = config.server.tls.clone();
         let origin = Instant::now();
         let state = State::build(config, origin, None).map_err(StartError::Cache)?;
         let state = Arc::new(ArcSwap::from_pointee(state));
@@ -110,6 +121,19 @@ impl GatewayServer {
             "gateway",
         );
         proxy.add_tcp(&listen.to_string());
+        let mut resolver = None;
+        if let Some(tls) = tls {
+            let certs = Arc::new(CertResolver::new(tls.loaded.clone()));
+            // Pingora reads no file when given a resolver: every handshake asks it.
+            let mut settings =
+                TlsSettings::intermediate("", "").map_err(|e| StartError::Tls(e.to_string()))?;
+            settings.set_cert_resolver(certs.clone());
+            if tls.http2 {
+                settings.enable_h2();
+            }
+            proxy.add_tls_with_settings(&tls.listen.to_string(), None, settings);
+            resolver = Some(certs);
+        }
         let mut admin = Service::new(
             "admin".to_owned(),
             Admin::new(
@@ -137,6 +161,7 @@ impl GatewayServer {
             server,
             state,
             drain,
+            certificates: resolver,
         })
     }
 

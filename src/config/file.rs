@@ -205,6 +205,28 @@ pub struct ServerConfig {
     /// still reloads). Default 1s.
     #[serde(default = "default_watch_interval")]
     pub watch_interval: HumanDuration,
+    /// A TLS listener beside `listen` (HTTPS, with HTTP/2 by ALPN). Default: none.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
+}
+
+/// `server.tls`: the TLS listener. The certificate and key files are watched like the
+/// config file (every `server.watch_interval`, and on SIGHUP): a renewed pair is served
+/// from the next handshake on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// Address the TLS listener binds. Default `0.0.0.0:8443`.
+    #[serde(default = "default_tls_listen")]
+    pub listen: String,
+    /// PEM file with the certificate chain, the server's certificate first.
+    pub certificate: String,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// Offer HTTP/2 by ALPN (`h2`, then `http/1.1`); `false` offers HTTP/1.1 only.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub http2: bool,
 }
 
 impl Default for ServerConfig {
@@ -215,6 +237,7 @@ impl Default for ServerConfig {
             shutdown_delay: default_shutdown_delay(),
             grace_period: default_grace_period(),
             watch_interval: default_watch_interval(),
+            tls: None,
         }
     }
 }
@@ -401,6 +424,12 @@ fn default_grace_period() -> HumanDuration {
 }
 fn default_watch_interval() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(1))
+}
+fn default_tls_listen() -> String {
+    "0.0.0.0:8443".to_owned()
+}
+fn default_true() -> bool {
+    true
 }
 fn default_admin_listen() -> String {
     "127.0.0.1:9091".to_owned()

@@ -9,14 +9,23 @@ pub mod file;
 mod source_map;
 mod units;
 
-use std::{fmt, net::SocketAddr, path::Path, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use http::Method;
 
 pub use explain::explain_breaker;
 pub use file::{AuthMode, CacheScope};
 
-use crate::breaker::{BreakerPolicy, classify::StatusSet};
+use crate::{
+    breaker::{BreakerPolicy, classify::StatusSet},
+    tls::ServerCert,
+};
 
 /// The compiled, validated configuration.
 #[derive(Debug, Clone)]
@@ -109,6 +118,18 @@ pub struct ServerSettings {
     pub shutdown_delay: Duration,
     pub grace_period: Duration,
     pub watch_interval: Duration,
+    pub tls: Option<ServerTls>,
+}
+
+/// The compiled `server.tls`: the TLS listener and the certificate it starts with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    pub listen: SocketAddr,
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    pub http2: bool,
+    /// The pair as read when the config was compiled (the listener's first certificate).
+    pub loaded: ServerCert,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

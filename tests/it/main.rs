@@ -13,3 +13,4 @@ mod config_fixtures;
 mod layers;
 mod proxying;
 mod reload;
+mod tls;

@@ -38,11 +38,22 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
 impl TestGateway {
     /// `body` is the config without `server` and `admin`, which are filled in here.
     pub async fn start(body: &str) -> Self {
+        Self::start_with_server("", body).await
+    }
+
+    /// Like [`TestGateway::start`], with more keys of `server` (`tls: {...}`, say), written
+    /// as YAML flow-map entries.
+    pub async fn start_with_server(server: &str, body: &str) -> Self {
         let [port, admin_port] = free_ports();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+        let extra = if server.is_empty() {
+            String::new()
+        } else {
+            format!(", {server}")
+        };
         let text = format!(
-            "server: {{ listen: \"{addr}\", threads: 1, grace_period: 0s }}\nadmin: {{ listen: \"{admin}\" }}\n{body}"
+            "server: {{ listen: \"{addr}\", threads: 1, grace_period: 0s{extra} }}\nadmin: {{ listen: \"{admin}\" }}\n{body}"
         );
         super::logs::capture();
         let env = |name: &str| (name == "JWT_SECRET").then(|| super::users::JWT_SECRET.to_owned());

@@ -5,6 +5,7 @@ pub mod logs;
 pub mod process;
 pub mod raw;
 pub mod redis;
+pub mod tls;
 pub mod upstream;
 pub mod users;
 
