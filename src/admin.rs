@@ -1,5 +1,6 @@
 //! The admin listener: `GET /metrics` (Prometheus text), `GET /healthz`,
 //! `GET /admin/breakers` (every upstream's backends with their breaker state),
+//! `GET /admin/cache` (the response cache's store, and whether it is connected),
 //! `GET /admin/config` (the running config and the last reload) and `GET /openapi.yaml`
 //! (the API contract). It runs as its
 //! own Pingora service, on its own port, so scrapes never compete with proxied traffic.
@@ -95,6 +96,14 @@ impl Admin {
                     serde_json::to_vec_pretty(&report).unwrap_or_default(),
                 )
             }
+            "/admin/cache" => {
+                let report = cache_report(&self.state.load(), Instant::now());
+                (
+                    StatusCode::OK,
+                    JSON,
+                    serde_json::to_vec_pretty(&report).unwrap_or_default(),
+                )
+            }
             _ => (
                 StatusCode::NOT_FOUND,
                 JSON,
@@ -157,6 +166,41 @@ pub struct TransitionReport {
     pub reason: String,
     pub at: String,
     pub seconds_ago: f64,
+}
+
+#[derive(Serialize)]
+pub struct CacheReport {
+    pub store: &'static str,
+    /// Whether the store can be used now (always true for the memory store).
+    pub up: bool,
+    /// Since when it has been up or down (a remote store only).
+    pub since: Option<String>,
+    pub for_seconds: Option<f64>,
+    /// What took it down, or the last failed attempt to reconnect.
+    pub last_error: Option<String>,
+    pub failed_attempts: u64,
+}
+
+pub fn cache_report(state: &State, now: Instant) -> CacheReport {
+    let store = state.cache.store_label();
+    match state.cache.store_health() {
+        None => CacheReport {
+            store,
+            up: true,
+            since: None,
+            for_seconds: None,
+            last_error: None,
+            failed_attempts: 0,
+        },
+        Some(health) => CacheReport {
+            store,
+            up: health.up,
+            since: Some(humantime::format_rfc3339_millis(health.since_wall).to_string()),
+            for_seconds: Some(now.saturating_duration_since(health.since).as_secs_f64()),
+            last_error: health.last_error,
+            failed_attempts: health.failed_attempts,
+        },
+    }
 }
 
 pub fn breakers_report(state: &State, now: Instant) -> BreakersReport {

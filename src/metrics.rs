@@ -138,8 +138,8 @@ pub static CACHE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static CACHE_STORE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "gateway_cache_store_errors_total",
-        "Cache store operations that failed or timed out (the request went on uncached).",
-        &["store"],
+        "Cache store operations that did not succeed (the request went on uncached), by kind: down (not tried, no connection), timeout, broken (connection failed), reply (the store answered with an error).",
+        &["store", "kind"],
     )
 });
 

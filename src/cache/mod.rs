@@ -7,6 +7,7 @@
 
 mod entry;
 mod key;
+mod link;
 mod memory;
 mod redis;
 
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 pub use self::{
     entry::CachedResponse,
     key::{Owner, normalize_query},
+    link::Health,
     memory::{MemoryStore, unix_ms},
     redis::RedisStore,
 };
@@ -51,6 +53,10 @@ pub trait Store: Send + Sync {
     fn usage(&self) -> Option<(u64, u64)>;
     /// Starts connecting in the background, if the store needs a connection.
     fn connect(&self) {}
+    /// The state of the store's connection, for a store that has one.
+    fn health(&self) -> Option<Health> {
+        None
+    }
 }
 
 /// What a lookup found.
@@ -154,6 +160,11 @@ impl ResponseCache {
 
     pub fn store_label(&self) -> &'static str {
         self.store.label()
+    }
+
+    /// The state of a remote store's connection (`None` for the memory store).
+    pub fn store_health(&self) -> Option<Health> {
+        self.store.health()
     }
 
     pub fn max_entry_bytes(&self) -> u64 {

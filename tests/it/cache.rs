@@ -427,6 +427,93 @@ async fn a_dying_redis_never_fails_a_request_and_caching_resumes() {
     );
 }
 
+/// Issue #11's sequence: Redis hung (SIGSTOP) for 3 s, resumed, killed 1.5 s later and
+/// restarted on the same port 3 s after that. Every request is answered correctly
+/// throughout, and a HIT comes again within 2 s of Redis accepting connections. (The
+/// pauses are the scenario; nothing waits on them for synchronisation.)
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_hung_then_killed_then_restarted_is_used_again_within_two_seconds() {
+    use std::sync::{Arc, atomic::AtomicBool};
+    let mut redis = RedisProcess::start().await;
+    let s = Arc::new(stack(Store::Redis, "60s", Some(redis.url())).await);
+    s.travel.register(ADA.0, ADA.1).await;
+    let path_id = create_path(&s).await;
+    let url = format!("/path?id={path_id}");
+    s.get_until(&url, ADA, "HIT").await;
+    assert_eq!(s.gateway.admin_json("/admin/cache").await["up"], true);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = tokio::spawn({
+        let (s, stop, url) = (s.clone(), stop.clone(), url.clone());
+        async move {
+            let mut answered = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let response = s.get(&url, ADA).await;
+                let status = response.status();
+                let label = x_cache(&response);
+                let body = response.text().await.unwrap();
+                assert_eq!(status, 200, "{label} {body}");
+                assert!(body.contains("Sunfield"), "{label} {body}");
+                answered += 1;
+            }
+            answered
+        }
+    });
+    let down =
+        |s: Arc<Stack>| async move { s.gateway.admin_json("/admin/cache").await["up"] == false };
+
+    redis.signal("STOP");
+    crate::support::eventually(Duration::from_secs(3), || down(s.clone())).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    redis.signal("CONT");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(down(s.clone()).await);
+    redis.start_again().await;
+    let accepting = tokio::time::Instant::now();
+
+    loop {
+        let response = s.get(&url, ADA).await;
+        let label = x_cache(&response);
+        assert_eq!(response.status(), 200);
+        if label == "HIT" {
+            break;
+        }
+        assert!(
+            accepting.elapsed() < Duration::from_secs(2),
+            "no HIT within 2 s of Redis accepting connections; last {label}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    assert!(load.await.unwrap() > 0);
+
+    let text = s.gateway.metrics().await;
+    let store = |kind| {
+        metric(
+            &text,
+            "gateway_cache_store_errors_total",
+            &[("store", "redis"), ("kind", kind)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(store("timeout") > 0.0, "{text}");
+    assert!(store("down") > 0.0, "{text}");
+    assert_eq!(
+        metric(
+            &text,
+            "gateway_cache_store_available",
+            &[("store", "redis")]
+        ),
+        Some(1.0)
+    );
+    let report = s.gateway.admin_json("/admin/cache").await;
+    assert_eq!(report["store"], "redis", "{report}");
+    assert_eq!(report["up"], true, "{report}");
+    assert_eq!(report["last_error"], serde_json::Value::Null, "{report}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_misses_make_one_upstream_request_and_head_is_served_from_get() {
     use crate::support::{Mode, TestUpstream};

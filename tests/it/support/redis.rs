@@ -130,6 +130,25 @@ impl RedisProcess {
         .await;
     }
 
+    /// Sends a signal (`STOP`, `CONT`) to the server: a hung Redis keeps its connections
+    /// and accepts new ones into the backlog, but answers nothing.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("redis-server is not running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Starts the server again on the same port after [`RedisProcess::kill`]; returns once
+    /// it accepts connections.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "redis-server is still running");
+        self.launch().await;
+    }
+
+    /// SIGKILL, and waits for the process to be gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();

@@ -1,0 +1,289 @@
+//! One connection to a remote store, replaced as soon as it stops answering. The Redis store
+//! runs every operation through a `Link`; the connector (how to open a connection) is
+//! injected, so the reconnect logic has unit tests without sockets, in paused time.
+//!
+//! Why not redis-rs's `ConnectionManager`: it reconnects only after errors it classifies as
+//! a dropped connection (a response timeout, what a hung Redis gives, is not one), and its
+//! reconnect retries with a backoff of 1 s, then 60 s or more, while every request waits on
+//! that reconnect until its own deadline. Here the rule does not depend on the error: any
+//! failure except an error *reply* (which proves the server answered) discards the
+//! connection; while there is none, operations fail at once (the request goes on uncached)
+//! and one background task tries again every [`RETRY_EVERY`] until a connection answers.
+
+use std::{
+    fmt::Display,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime},
+};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use tracing::{debug, info, warn};
+
+use crate::metrics;
+
+/// How often a lost store is tried again. Connecting to a dead host on a LAN costs one
+/// refused SYN, so trying often is cheap, and it bounds how long caching stays off after
+/// the store is back.
+pub const RETRY_EVERY: Duration = Duration::from_millis(250);
+/// The shortest time a connection attempt (connect and one round trip) is given.
+const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// How to open a connection to the store.
+pub trait Connector: Send + Sync + 'static {
+    type Connection: Clone + Send + Sync + 'static;
+    type Error: Display + Send;
+    /// Opens a connection and proves it answers (one round trip).
+    fn connect(&self) -> impl Future<Output = Result<Self::Connection, Self::Error>> + Send;
+    /// Whether this error of an operation is the server's answer (an error reply), which
+    /// proves the connection works. Every other error discards the connection.
+    fn is_reply(error: &Self::Error) -> bool;
+}
+
+/// Why an operation did not run or did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// No connection (the store is down or being reconnected): not tried.
+    Down,
+    /// No answer within the deadline.
+    Timeout,
+    /// The connection broke (or any other error but a reply).
+    Broken,
+    /// The store answered with an error; the connection stays.
+    Reply,
+}
+
+impl Failure {
+    /// The `kind` label of `gateway_cache_store_errors_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::Down => "down",
+            Failure::Timeout => "timeout",
+            Failure::Broken => "broken",
+            Failure::Reply => "reply",
+        }
+    }
+}
+
+/// What the admin page shows about the store's connection.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub up: bool,
+    /// When the store last went up or down.
+    pub since: Instant,
+    pub since_wall: SystemTime,
+    /// The error that took it down, or the last failed attempt to reconnect.
+    pub last_error: Option<String>,
+    /// Failed connection attempts since it went down.
+    pub failed_attempts: u64,
+}
+
+pub struct Link<K: Connector> {
+    shared: Arc<Shared<K>>,
+}
+
+struct Shared<K: Connector> {
+    connector: K,
+    label: &'static str,
+    deadline: Duration,
+    connect_timeout: Duration,
+    current: ArcSwapOption<Connected<K::Connection>>,
+    /// Numbers each connection, so a failure discards only the connection it happened on.
+    serial: AtomicU64,
+    /// Set while a task is trying to connect; cleared by the task (or its drop).
+    reconnecting: AtomicBool,
+    health: ArcSwap<Health>,
+}
+
+struct Connected<C> {
+    serial: u64,
+    connection: C,
+}
+
+impl<K: Connector> Link<K> {
+    /// `deadline` bounds every operation. Nothing connects until [`Link::start`] or the
+    /// first operation.
+    pub fn new(connector: K, label: &'static str, deadline: Duration) -> Self {
+        metrics::CACHE_STORE_AVAILABLE
+            .with_label_values(&[label])
+            .set(0);
+        Link {
+            shared: Arc::new(Shared {
+                connector,
+                label,
+                deadline,
+                connect_timeout: deadline.max(MIN_CONNECT_TIMEOUT),
+                current: ArcSwapOption::empty(),
+                serial: AtomicU64::new(0),
+                reconnecting: AtomicBool::new(false),
+                health: ArcSwap::from_pointee(Health {
+                    up: false,
+                    since: Instant::now(),
+                    since_wall: SystemTime::now(),
+                    last_error: Some("not connected yet".to_owned()),
+                    failed_attempts: 0,
+                }),
+            }),
+        }
+    }
+
+    /// Starts connecting in the background (on the current Tokio runtime), if not connected.
+    pub fn start(&self) {
+        self.shared.ensure_reconnecting();
+    }
+
+    pub fn health(&self) -> Health {
+        (**self.shared.health.load()).clone()
+    }
+
+    /// Runs one operation on the current connection under the deadline. Without a
+    /// connection it fails at once; a failure other than an error reply discards the
+    /// connection and starts reconnecting.
+    pub async fn run<T, F, Fut>(&self, operation: F) -> Result<T, (Failure, String)>
+    where
+        F: FnOnce(K::Connection) -> Fut,
+        Fut: Future<Output = Result<T, K::Error>>,
+    {
+        let shared = &self.shared;
+        let Some(connected) = shared.current.load_full() else {
+            shared.ensure_reconnecting();
+            shared.count(Failure::Down);
+            return Err((Failure::Down, "not connected".to_owned()));
+        };
+        let outcome =
+            tokio::time::timeout(shared.deadline, operation(connected.connection.clone())).await;
+        let (failure, message) = match outcome {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(error)) if K::is_reply(&error) => (Failure::Reply, error.to_string()),
+            Ok(Err(error)) => (Failure::Broken, error.to_string()),
+            Err(_) => (
+                Failure::Timeout,
+                format!("no answer within {:?}", shared.deadline),
+            ),
+        };
+        shared.count(failure);
+        if failure == Failure::Reply {
+            debug!(store = shared.label, error = %message, "cache store answered with an error");
+        } else {
+            shared.discard(connected.serial, &message);
+        }
+        Err((failure, message))
+    }
+}
+
+impl<K: Connector> Shared<K> {
+    fn count(&self, failure: Failure) {
+        metrics::CACHE_STORE_ERRORS
+            .with_label_values(&[self.label, failure.as_str()])
+            .inc();
+    }
+
+    /// Drops the connection `serial` (if it is still the current one) and reconnects.
+    fn discard(self: &Arc<Self>, serial: u64, error: &str) {
+        let current = self.current.load();
+        if current.as_ref().is_some_and(|c| c.serial == serial) {
+            let previous = self.current.compare_and_swap(&*current, None);
+            if previous.as_ref().is_some_and(|c| c.serial == serial) {
+                self.set_down(error);
+                warn!(store = self.label, %error, "cache store lost; serving uncached while it reconnects");
+            }
+        }
+        self.ensure_reconnecting();
+    }
+
+    fn set_down(&self, error: &str) {
+        metrics::CACHE_STORE_AVAILABLE
+            .with_label_values(&[self.label])
+            .set(0);
+        self.health.store(Arc::new(Health {
+            up: false,
+            since: Instant::now(),
+            since_wall: SystemTime::now(),
+            last_error: Some(error.to_owned()),
+            failed_attempts: 0,
+        }));
+    }
+
+    /// Spawns the reconnect task unless one runs or a connection exists. Outside a Tokio
+    /// runtime it does nothing: the next operation (always on a runtime) asks again.
+    fn ensure_reconnecting(self: &Arc<Self>) {
+        if self.current.load().is_some() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.reconnecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // Moved into the task, so the flag is cleared however the task ends (a runtime
+        // shut down under it, or before it ever ran, included): a dead task never blocks
+        // the next reconnect.
+        let flag = ClearOnDrop(self.clone());
+        runtime.spawn(async move {
+            flag.0.reconnect().await;
+            drop(flag);
+        });
+    }
+
+    async fn reconnect(self: &Arc<Self>) {
+        loop {
+            let attempt =
+                tokio::time::timeout(self.connect_timeout, self.connector.connect()).await;
+            let error = match attempt {
+                Ok(Ok(connection)) => {
+                    let serial = self.serial.fetch_add(1, Ordering::Relaxed) + 1;
+                    self.current
+                        .store(Some(Arc::new(Connected { serial, connection })));
+                    self.set_up();
+                    return;
+                }
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => format!("no answer within {:?}", self.connect_timeout),
+            };
+            let health = self.health.load();
+            if health.failed_attempts == 0 {
+                warn!(store = self.label, %error, "cannot connect to the cache store; retrying");
+            } else {
+                debug!(store = self.label, %error, "cannot connect to the cache store; retrying");
+            }
+            self.health.store(Arc::new(Health {
+                last_error: Some(error),
+                failed_attempts: health.failed_attempts + 1,
+                ..(**health).clone()
+            }));
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
+    fn set_up(&self) {
+        metrics::CACHE_STORE_AVAILABLE
+            .with_label_values(&[self.label])
+            .set(1);
+        self.health.store(Arc::new(Health {
+            up: true,
+            since: Instant::now(),
+            since_wall: SystemTime::now(),
+            last_error: None,
+            failed_attempts: 0,
+        }));
+        info!(store = self.label, "cache store connected");
+    }
+}
+
+/// Clears the `reconnecting` flag when dropped. (A connection lost between the task's
+/// success and this drop finds the flag still set and spawns nothing; the next operation,
+/// finding no connection, starts a reconnect.)
+struct ClearOnDrop<K: Connector>(Arc<Shared<K>>);
+
+impl<K: Connector> Drop for ClearOnDrop<K> {
+    fn drop(&mut self) {
+        self.0.reconnecting.store(false, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests;
