@@ -1,6 +1,6 @@
 //! Local JWT verification: signature with the shared secret, the algorithm pinned to the
-//! configured list (so `alg: none` or an algorithm swap never verifies), and `exp` checked
-//! against an injected clock with the configured leeway.
+//! configured list (so `alg: none` or an algorithm swap never verifies), and `exp` and
+//! `nbf` checked against an injected clock with the configured leeway.
 
 use std::{
     sync::Arc,
@@ -26,6 +26,8 @@ struct Claims {
     id: i64,
     login: String,
     exp: u64,
+    /// Not before (RFC 7519 §4.1.5); optional, as in the spec.
+    nbf: Option<u64>,
 }
 
 /// Why a token was refused. Kept coarse on purpose: the client learns only "invalid".
@@ -35,6 +37,8 @@ pub enum TokenError {
     Invalid(String),
     #[error("the token has expired")]
     Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
 }
 
 pub struct JwtVerifier {
@@ -76,8 +80,17 @@ impl JwtVerifier {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        if data.claims.exp.saturating_add(self.leeway.as_secs()) <= now {
+        let leeway = self.leeway.as_secs();
+        if data.claims.exp.saturating_add(leeway) <= now {
             return Err(TokenError::Expired);
+        }
+        // The same leeway both ways: clocks that differ by less than it never refuse.
+        if data
+            .claims
+            .nbf
+            .is_some_and(|nbf| nbf > now.saturating_add(leeway))
+        {
+            return Err(TokenError::NotYetValid);
         }
         Ok(Identity {
             token: Arc::from(token),
@@ -147,6 +160,40 @@ mod tests {
         );
         assert!(verifier().verify(&t, at(NOW + 4)).is_ok());
         assert_eq!(verifier().verify(&t, at(NOW + 5)), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn not_before_honours_the_leeway() {
+        let t = token(
+            Algorithm::HS256,
+            SECRET,
+            json!({"id":7,"login":"x","nbf":NOW + 10,"exp":NOW + 60}),
+        );
+        assert_eq!(verifier().verify(&t, at(NOW)), Err(TokenError::NotYetValid));
+        assert_eq!(
+            verifier().verify(&t, at(NOW + 4)),
+            Err(TokenError::NotYetValid)
+        );
+        // From nbf − leeway (5 s) on, it verifies.
+        assert!(verifier().verify(&t, at(NOW + 5)).is_ok());
+        assert!(verifier().verify(&t, at(NOW + 10)).is_ok());
+        // A past nbf, or none, is no obstacle.
+        let past = token(
+            Algorithm::HS256,
+            SECRET,
+            json!({"id":7,"login":"x","nbf":NOW - 100,"exp":NOW + 60}),
+        );
+        assert!(verifier().verify(&past, at(NOW)).is_ok());
+        // An nbf that is no number does not verify.
+        let bad = token(
+            Algorithm::HS256,
+            SECRET,
+            json!({"id":7,"login":"x","nbf":"soon","exp":NOW + 60}),
+        );
+        assert!(matches!(
+            verifier().verify(&bad, at(NOW)),
+            Err(TokenError::Invalid(_))
+        ));
     }
 
     #[test]

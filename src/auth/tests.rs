@@ -205,6 +205,31 @@ async fn capacity_zero_exchanges_every_time() {
 }
 
 #[tokio::test]
+async fn a_bearer_token_is_refused_before_its_nbf() {
+    let users = FakeUsers::new(Err(FetchError::Rejected));
+    let provider = provider(users.clone(), 100);
+    let early = encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"id": 9, "login": "user9", "nbf": T0 + 60, "exp": T0 + 900}),
+        &EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
+    let header = format!("Bearer {early}");
+    assert_eq!(
+        provider
+            .authenticate(Some(header.as_bytes()), at(T0), "r", &token_upstream())
+            .await,
+        Err(AuthError::InvalidToken(TokenError::NotYetValid))
+    );
+    let identity = provider
+        .authenticate(Some(header.as_bytes()), at(T0 + 60), "r", &token_upstream())
+        .await
+        .unwrap();
+    assert_eq!(identity.user_id, 9);
+    assert_eq!(users.calls(), 0, "a Bearer token is never exchanged");
+}
+
+#[tokio::test]
 async fn bearer_tokens_are_verified_locally() {
     let users = FakeUsers::new(Err(FetchError::Rejected));
     let provider = provider(users.clone(), 100);

@@ -1,6 +1,6 @@
 //! Cache keys. A key is a SHA-256 over the route, the request path, the query with its
-//! parameters sorted, the user (for `user` scope) and the generation counters that
-//! invalidation bumps. Only ids go in: never a credential, a token or a header.
+//! parameters sorted by name (repeated names in their order), the user (for `user` scope)
+//! and the generation counters that invalidation bumps. Only ids go in: never a credential, a token or a header.
 
 use aws_lc_rs::digest;
 
@@ -32,16 +32,56 @@ pub fn generation_key(prefix: &str, route_path: &str, owner: Owner) -> String {
     }
 }
 
-/// Query parameters sorted, so `b=2&a=1` and `a=1&b=2` share an entry. Values stay
-/// percent-encoded as sent.
+/// Query parameters sorted by name, so `b=2&a=1` and `a=1&b=2` share an entry; repeated
+/// names keep their order (the sort is stable), because an upstream may answer
+/// `id=2&id=1` differently from `id=1&id=2` (the travel services take the first value).
+/// Names compare decoded (`%69d` is `id`), as the upstream reads them; the pairs stay
+/// as sent.
 pub fn normalize_query(query: Option<&str>) -> String {
-    let mut pairs: Vec<&str> = query
+    let mut pairs: Vec<(String, &str)> = query
         .unwrap_or("")
         .split('&')
         .filter(|p| !p.is_empty())
+        .map(|pair| (decoded_name(pair), pair))
         .collect();
-    pairs.sort_unstable();
-    pairs.join("&")
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut normalized = String::with_capacity(query.map_or(0, str::len));
+    for (i, (_, pair)) in pairs.iter().enumerate() {
+        if i > 0 {
+            normalized.push('&');
+        }
+        normalized.push_str(pair);
+    }
+    normalized
+}
+
+/// The name of a `name=value` pair as a form decoder (`form_urlencoded`) reads it: `+` is
+/// a space, `%XX` a byte (a malformed escape stays as it is), invalid UTF-8 replaced, so
+/// names the upstream cannot tell apart sort as one name.
+fn decoded_name(pair: &str) -> String {
+    let name = pair.split('=').next().unwrap_or("").as_bytes();
+    let mut decoded = Vec::with_capacity(name.len());
+    let mut i = 0;
+    while i < name.len() {
+        let byte = match name[i] {
+            b'+' => b' ',
+            b'%' => match (
+                name.get(i + 1).and_then(|h| (*h as char).to_digit(16)),
+                name.get(i + 2).and_then(|l| (*l as char).to_digit(16)),
+            ) {
+                (Some(high), Some(low)) => {
+                    i += 2;
+                    // Two hex digits: at most 0xff.
+                    u8::try_from(high * 16 + low).unwrap_or(b'%')
+                }
+                _ => b'%',
+            },
+            other => other,
+        };
+        decoded.push(byte);
+        i += 1;
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 pub fn entry_key(
@@ -83,6 +123,24 @@ mod tests {
         assert_eq!(k("id=1&x=2"), k("x=2&id=1"));
         assert_eq!(k("id=1&&x=2"), k("x=2&id=1"));
         assert_ne!(k("id=1"), k("id=2"));
+    }
+
+    #[test]
+    fn repeated_names_keep_their_order() {
+        let k = |q| entry_key("p:", "/path", "/path", Some(q), Owner::Everyone, 0);
+        // The services answer with the first value: these are different requests.
+        assert_ne!(k("id=2&id=1"), k("id=1&id=2"));
+        assert_ne!(k("id=1&%69d=2"), k("%69d=2&id=1"));
+        assert_ne!(k("a+b=1&a%20b=2"), k("a%20b=2&a+b=1"));
+        assert_ne!(k("%FF=1&%FE=2"), k("%FE=2&%FF=1"));
+        // Other names around them still move freely.
+        assert_eq!(k("x=9&id=2&id=1"), k("id=2&x=9&id=1"));
+        assert_eq!(
+            normalize_query(Some("z=0&id=2&a=5&%69d=1&id")),
+            "a=5&id=2&%69d=1&id&z=0"
+        );
+        // Malformed escapes are names like any other.
+        assert_eq!(normalize_query(Some("%zz=1&%4=2&%=3")), "%=3&%4=2&%zz=1");
     }
 
     #[test]

@@ -33,7 +33,8 @@ pub struct GatewayConfig {
     pub routes: Vec<RouteConfig>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `Debug` by hand: `redis_url` may hold a password.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheStoreConfig {
     /// `memory` (default) or `redis`.
@@ -63,6 +64,21 @@ pub struct CacheStoreConfig {
     /// Larger responses are passed through uncached. Default 1MiB.
     #[serde(default = "default_max_entry_bytes")]
     pub max_entry_bytes: ByteSize,
+}
+
+impl std::fmt::Debug for CacheStoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CacheStoreConfig")
+            .field("store", &self.store)
+            .field("redis_url", &self.redis_url.as_ref().map(|_| "***"))
+            .field("redis_url_env", &self.redis_url_env)
+            .field("redis_timeout", &self.redis_timeout)
+            .field("key_prefix", &self.key_prefix)
+            .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_entry_bytes", &self.max_entry_bytes)
+            .finish()
+    }
 }
 
 impl Default for CacheStoreConfig {
@@ -144,7 +160,7 @@ pub struct JwtConfig {
     /// Accepted algorithms: HS256, HS384, HS512. Default [HS256].
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
-    /// Clock skew tolerated when checking `exp`. Default 5s.
+    /// Clock skew tolerated when checking `exp` and `nbf`. Default 5s.
     #[serde(default = "default_leeway")]
     pub leeway: HumanDuration,
 }

@@ -247,7 +247,9 @@ impl Config {
             vec![ConfigError {
                 path: String::new(),
                 line: e.location().map(|l| l.line()),
-                message: strip_location(&e.to_string()),
+                // serde echoes a value of the wrong type or an unknown variant
+                // (`cache: "redis://:pw@host"`): never a URL's password.
+                message: redact_userinfo(&strip_location(&e.to_string())),
             }]
         })?;
         compile::compile(shape, &source_map::SourceMap::parse(text), env)
@@ -257,6 +259,31 @@ impl Config {
     pub fn upstream(&self, name: &str) -> Option<&UpstreamSpec> {
         self.upstreams.iter().find(|u| &*u.name == name)
     }
+}
+
+/// Replaces the user information of every URL in a message (`redis://:pw@host/0` →
+/// `redis://***@host/0`): the only secret a config file can hold is a Redis password, and
+/// no config error may print it, whatever check echoed the value.
+pub(crate) fn redact_userinfo(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find("://") {
+        let (head, tail) = rest.split_at(start + 3);
+        out.push_str(head);
+        // Up to the last `@` of the value (quoting or a space ends it): a password with
+        // an unescaped `/` or `@` is still hidden whole.
+        let end = tail
+            .find(|c: char| "\"'`".contains(c) || c.is_whitespace())
+            .unwrap_or(tail.len());
+        let (redacted, kept) = match tail[..end].rfind('@') {
+            Some(at) => ("***", at),
+            None => ("", 0),
+        };
+        out.push_str(redacted);
+        rest = &tail[kept..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// serde_yaml puts " at line L column C" into its messages; the line is reported separately.

@@ -427,6 +427,39 @@ async fn a_dying_redis_never_fails_a_request_and_caching_resumes() {
     );
 }
 
+/// The services take the first value of a repeated parameter, so `?id=A&id=B` and
+/// `?id=B&id=A` are different requests: one must never be answered from the other's
+/// entry (one client could plant a wrong answer for everyone).
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_parameters_in_another_order_never_share_an_entry() {
+    let s = stack(Store::Memory, "60s", None).await;
+    s.travel.register(ADA.0, ADA.1).await;
+    let (a, b) = (create_path(&s).await, create_path(&s).await);
+    let (_, path_a, _) = s.get_until(&format!("/path?id={a}"), ADA, "MISS").await;
+    let (_, path_b, _) = s.get_until(&format!("/path?id={b}"), ADA, "MISS").await;
+    assert_ne!(path_a, path_b);
+
+    let a_first = format!("/path?id={a}&id={b}");
+    let (_, body, _) = s.get_until(&a_first, ADA, "HIT").await;
+    assert_eq!(body, path_a);
+    for b_first in [
+        format!("/path?id={b}&id={a}"),
+        format!("/path?%69d={b}&id={a}"),
+    ] {
+        let response = s.get(&b_first, ADA).await;
+        assert_eq!(x_cache(&response), "MISS", "{b_first}");
+        assert_eq!(response.text().await.unwrap(), path_b, "{b_first}");
+    }
+    // Other names still move freely around the repeated ones.
+    let (_, body, _) = s
+        .get_until(&format!("/path?x=1&id={a}&id={b}"), ADA, "HIT")
+        .await;
+    assert_eq!(body, path_a);
+    let response = s.get(&format!("/path?id={a}&x=1&id={b}"), ADA).await;
+    assert_eq!(x_cache(&response), "HIT");
+    assert_eq!(response.text().await.unwrap(), path_a);
+}
+
 /// Issue #11's sequence: Redis hung (SIGSTOP) for 3 s, resumed, killed 1.5 s later and
 /// restarted on the same port 3 s after that. Every request is answered correctly
 /// throughout, and a HIT comes again within 2 s of Redis accepting connections. (The

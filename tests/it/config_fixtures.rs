@@ -180,6 +180,77 @@ fn a_redis_url_that_is_no_url_is_refused_without_echoing_it() {
     assert!(!errors.contains("hunter2"), "{errors}");
 }
 
+const PASSWORD: &str = "s3cr3t-Pw";
+
+/// The report of a config that must be refused, checked to hold no password.
+fn refused_without_the_password(cache: &str) -> String {
+    let errors = redis_config(cache, None).unwrap_err();
+    assert!(!errors.contains(PASSWORD), "{errors}");
+    assert!(!errors.contains("s3cr3t"), "{errors}");
+    errors
+}
+
+#[test]
+fn a_redis_url_with_a_wrong_scheme_in_the_file_is_refused_without_echoing_it() {
+    let errors = refused_without_the_password(&format!(
+        "{{ store: redis, redis_url: \"http://:{PASSWORD}@cache.internal:6379/0\" }}"
+    ));
+    assert!(
+        errors.contains("cache.redis_url: the value is not a Redis URL"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn a_redis_url_that_does_not_parse_is_a_config_error_without_its_password() {
+    for url in [
+        format!("redis://:{PASSWORD}@cache.internal:notaport/0"),
+        format!("redis://:{PASSWORD}@cache.internal:6379/notadb"),
+        format!("redis://:{PASSWORD}@/0"),
+    ] {
+        let errors =
+            refused_without_the_password(&format!("{{ store: redis, redis_url: \"{url}\" }}"));
+        assert!(
+            errors.contains("cache.redis_url: the value is not a valid Redis URL"),
+            "{url}: {errors}"
+        );
+        assert!(
+            errors.starts_with("5: cache.redis_url"),
+            "no line in {errors}"
+        );
+    }
+}
+
+/// serde echoes a value of the wrong type or an unknown variant: a URL in it loses its
+/// user information, however the password is spelt.
+#[test]
+fn a_url_echoed_by_any_config_error_loses_its_password() {
+    let errors =
+        refused_without_the_password(&format!("\"redis://:{PASSWORD}@cache.internal:6379/0\""));
+    assert!(
+        errors.contains("redis://***@cache.internal:6379/0"),
+        "{errors}"
+    );
+    let errors = refused_without_the_password(&format!(
+        "{{ store: \"redis://user:{PASSWORD}/with@slash@cache.internal:6379/0\" }}"
+    ));
+    assert!(
+        errors.contains("redis://***@cache.internal:6379/0"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn the_file_shape_never_shows_the_redis_url_in_debug() {
+    let shape: gateway::config::file::GatewayConfig = serde_yaml::from_str(&format!(
+        "{REDIS_CONFIG}cache: {{ store: redis, redis_url: \"redis://:{PASSWORD}@cache.internal:6379/0\" }}\n"
+    ))
+    .unwrap();
+    let debug = format!("{shape:?}");
+    assert!(debug.contains("redis_url"), "{debug}");
+    assert!(!debug.contains(PASSWORD), "{debug}");
+}
+
 #[test]
 fn redis_url_and_redis_url_env_together_are_refused() {
     let errors = redis_config(

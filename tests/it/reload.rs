@@ -198,6 +198,47 @@ async fn a_configmap_update_by_symlink_swap_applies_and_keeps_breaker_state() {
     assert_eq!(origin.hits(), 3);
 }
 
+/// Rejected edits that hold a Redis password (a wrong scheme, a URL that does not parse,
+/// a URL where a map belongs): neither `/admin/config` nor the log ever shows it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejected_redis_url_never_shows_its_password() {
+    const PASSWORD: &str = "reload-s3cret-91x";
+    let origin = TestUpstream::start(Mode::Echo).await;
+    let good = one_route(&origin, "", "consecutive_failures: 5", "");
+    let (gateway, file) = TestGateway::start_watching(&good).await;
+    for (cache, expected) in [
+        (
+            format!("{{ store: redis, redis_url: \"http://:{PASSWORD}@cache.internal:6379/0\" }}"),
+            "cache.redis_url: the value is not a Redis URL",
+        ),
+        (
+            format!("{{ store: redis, redis_url: \"redis://:{PASSWORD}@cache.internal:x/0\" }}"),
+            "cache.redis_url: the value is not a valid Redis URL",
+        ),
+        (
+            format!("\"redis://:{PASSWORD}@cache.internal:6379/0\""),
+            "redis://***@cache.internal:6379/0",
+        ),
+    ] {
+        let hash = file.write(&format!("{good}cache: {cache}\n"));
+        eventually(Duration::from_secs(10), || async {
+            gateway.admin_json("/admin/config").await["last_reload"]["hash"] == hash.as_str()
+        })
+        .await;
+        let status = gateway.admin_json("/admin/config").await;
+        assert_eq!(status["last_reload"]["applied"], false);
+        let report = status.to_string();
+        assert!(report.contains(expected), "{expected} not in {report}");
+        assert!(!report.contains(PASSWORD), "{report}");
+    }
+    let logged = crate::support::logs::captured();
+    assert!(
+        logged.contains("cache.redis_url"),
+        "the rejections were not logged"
+    );
+    assert!(!logged.contains(PASSWORD), "a password reached the log");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn invalid_edits_never_take_effect_and_a_fix_does() {
     let origin = TestUpstream::start(Mode::Echo).await;

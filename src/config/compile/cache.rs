@@ -74,15 +74,33 @@ fn redis_url(part: &mut Part<'_, '_>, config: &CacheStoreConfig, env: Env<'_>) -
         (Some(url), None) => ("redis_url", url.clone()),
         (None, None) => ("redis_url", DEFAULT_REDIS_URL.to_owned()),
     };
+    let value = match &config.redis_url_env {
+        Some(name) => format!("the value of {name}"),
+        None => "the value".to_owned(),
+    };
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-        let value = match &config.redis_url_env {
-            Some(name) => format!("the value of {name}"),
-            None => "the value".to_owned(),
-        };
         part.add(
             key,
-            format!("{value} is not a Redis URL; expected redis://[:password@]host:port/db"),
+            format!(
+                "{value} is not a Redis URL; expected the scheme redis:// or rediss://, as in redis://host:6379/0"
+            ),
+        );
+    } else if let Err(error) = redis::Client::open(url.as_str()) {
+        part.add(
+            key,
+            format!("{value} is not a valid Redis URL ({})", describe(&error)),
         );
     }
     url
+}
+
+/// What is wrong with a URL, never a part of it: redis-rs's fixed phrase ("Missing
+/// hostname", "Invalid database number"), without the kind and the detail some errors
+/// append (`<phrase>- <kind>`, `<phrase> - <kind>: <detail>`).
+fn describe(error: &redis::RedisError) -> String {
+    let text = error.to_string();
+    match text.split_once("- ") {
+        Some((phrase, _)) => phrase.trim_end().to_owned(),
+        None => text,
+    }
 }

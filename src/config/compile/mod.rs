@@ -69,7 +69,7 @@ impl<'a> Problems<'a> {
         self.errors.push(ConfigError {
             line: self.map.line(&path),
             path,
-            message: message.into(),
+            message: super::redact_userinfo(&message.into()),
         });
     }
 
