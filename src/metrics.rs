@@ -99,6 +99,15 @@ pub static BREAKER_REJECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// What clients did that the gateway cut short without asking any upstream to pay for it.
+pub static CLIENT_ABORTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_client_aborts_total",
+        "Requests ended by the client's behaviour, by route and reason: body_timeout, header_timeout, too_large, malformed, went_away.",
+        &["route", "reason"],
+    )
+});
+
 pub static TOKEN_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "gateway_token_cache_total",
@@ -223,6 +232,7 @@ pub fn render() -> Vec<u8> {
     LazyLock::force(&BREAKER_STATE);
     LazyLock::force(&BREAKER_TRANSITIONS);
     LazyLock::force(&BREAKER_REJECTIONS);
+    LazyLock::force(&CLIENT_ABORTS);
     LazyLock::force(&TOKEN_CACHE);
     LazyLock::force(&AUTH_REQUESTS);
     LazyLock::force(&AUTH_DURATION);

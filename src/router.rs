@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use http::Method;
 
-use crate::config::{AuthMode, RouteCachePolicy, RouteSpec};
+use crate::config::{AuthMode, BodyPolicy, RouteCachePolicy, RouteSpec};
 
 /// A route as the request path needs it.
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct Route {
     pub cache: Option<RouteCachePolicy>,
     /// Route paths a successful write here invalidates, its own first.
     pub invalidates: Arc<[Arc<str>]>,
+    /// The largest body accepted, and whether it is read whole before the upstream call.
+    pub body: BodyPolicy,
     methods: Option<Arc<[Method]>>,
 }
 
@@ -57,6 +59,7 @@ impl Router {
                 auth: spec.auth,
                 cache: spec.cache,
                 invalidates: Arc::from(spec.invalidates.as_slice()),
+                body: spec.body,
                 methods: spec.methods.as_deref().map(Arc::from),
             });
         }

@@ -24,13 +24,13 @@ use pingora::{
         listening::Service,
     },
 };
-use pingora_proxy::http_proxy_service_with_name;
+use pingora_proxy::http_proxy;
 
 use crate::{
     admin::Admin,
     config::{Config, ConfigErrors},
     drain::{Drain, DrainingShutdown, UntilExit},
-    proxy::Gateway,
+    proxy::{Gateway, HeaderDeadline},
     reload::{self, Env, Reloader},
     state::State,
     tls::CertResolver,
@@ -115,10 +115,13 @@ impl GatewayServer {
         });
 
         let drain = Arc::new(Drain::default());
-        let mut proxy = http_proxy_service_with_name(
+        let gateway = http_proxy(
             &server.configuration,
             Gateway::new(state.clone(), drain.clone()),
-            "gateway",
+        );
+        let mut proxy = Service::new(
+            "gateway".to_owned(),
+            HeaderDeadline::new(gateway, state.clone()),
         );
         proxy.add_tcp(&listen.to_string());
         let mut resolver = None;

@@ -9,7 +9,7 @@
 //! [`status_failure`]): **an attempt counts against a backend only for what the backend did
 //! after the gateway had the whole request for it**, and for connecting, which never waits
 //! on the client. While a client is still sending its body (a route with
-//! `request_buffering: false`), a backend that times out or gives up is waiting on that
+//! `request_buffering: off`), a backend that times out or gives up is waiting on that
 //! client, and the attempt is cancelled, never a failure.
 
 use std::fmt;

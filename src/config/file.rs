@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::units::{ByteSize, HumanDuration, Percent, Switch};
+use super::units::{ByteSize, HumanDuration, OnOff, Percent, Switch};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -221,6 +221,23 @@ pub struct ServerConfig {
     /// still reloads). Default 1s.
     #[serde(default = "default_watch_interval")]
     pub watch_interval: HumanDuration,
+    /// Largest request body a route accepts unless it sets its own `max_body`; larger ones
+    /// get 413. At most 64KiB while the route buffers (Pingora's retry buffer). Default 64KiB.
+    #[serde(default = "default_max_body")]
+    pub max_body: ByteSize,
+    /// Longest a client may take to send a request's header, from the first byte (from
+    /// the connection's start for its first request); then the connection is closed.
+    /// Default 10s.
+    #[serde(default = "default_client_timeout")]
+    pub client_header_timeout: HumanDuration,
+    /// Longest a client may take to send a buffered request body whole (on a streaming
+    /// route: the longest wait for each piece of it); then 408. Default 10s.
+    #[serde(default = "default_client_timeout")]
+    pub client_body_timeout: HumanDuration,
+    /// Longest wait for a client to accept each write of a response; then the response is
+    /// abandoned and the connection closed. Default 60s.
+    #[serde(default = "default_client_write_timeout")]
+    pub client_write_timeout: HumanDuration,
     /// A TLS listener beside `listen` (HTTPS, with HTTP/2 by ALPN). Default: none.
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
@@ -254,6 +271,10 @@ impl Default for ServerConfig {
             grace_period: default_grace_period(),
             watch_interval: default_watch_interval(),
             tls: None,
+            max_body: default_max_body(),
+            client_header_timeout: default_client_timeout(),
+            client_body_timeout: default_client_timeout(),
+            client_write_timeout: default_client_write_timeout(),
         }
     }
 }
@@ -376,6 +397,13 @@ pub struct RouteConfig {
     /// `none`: the request passes through untouched.
     #[serde(default)]
     pub auth: AuthMode,
+    /// Largest request body this route accepts. Default: `server.max_body`.
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
+    /// `on` (default): the gateway reads the whole body before it calls the upstream.
+    /// `off`: the body streams to the upstream as it arrives (large uploads).
+    #[serde(default = "default_request_buffering")]
+    pub request_buffering: OnOff,
 }
 
 /// Whether a route needs credentials.
@@ -440,6 +468,18 @@ fn default_grace_period() -> HumanDuration {
 }
 fn default_watch_interval() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(1))
+}
+fn default_max_body() -> ByteSize {
+    ByteSize(64 * 1024)
+}
+fn default_client_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(10))
+}
+fn default_client_write_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(60))
+}
+fn default_request_buffering() -> OnOff {
+    OnOff(true)
 }
 fn default_tls_listen() -> String {
     "0.0.0.0:8443".to_owned()

@@ -118,6 +118,12 @@ pub struct ServerSettings {
     pub shutdown_delay: Duration,
     pub grace_period: Duration,
     pub watch_interval: Duration,
+    /// The client's deadline for a request header (see `proxy::header_deadline`).
+    pub client_header_timeout: Duration,
+    /// A buffered body's deadline; a streamed body's longest wait per read.
+    pub client_body_timeout: Duration,
+    /// Longest wait for the client to accept each write of a response.
+    pub client_write_timeout: Duration,
     pub tls: Option<ServerTls>,
 }
 
@@ -173,6 +179,23 @@ pub struct RouteSpec {
     /// Route paths whose cache entries a successful write on this route invalidates
     /// (this route's own path first).
     pub invalidates: Vec<Arc<str>>,
+    pub body: BodyPolicy,
+}
+
+/// What a route accepts as a request body, and how it reaches the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyPolicy {
+    /// Largest body accepted, in bytes; larger ones get 413.
+    pub max: u64,
+    /// Read whole before the upstream is called (`request_buffering: on`), or streamed.
+    pub buffered: bool,
+}
+
+impl BodyPolicy {
+    /// The most a buffered body can be: Pingora 0.9's retry buffer (`BODY_BUF_LIMIT`),
+    /// which is what sends a body read early on to the upstream. Past it the buffer is
+    /// dropped and the upstream would never get the body.
+    pub const MAX_BUFFERED: u64 = 64 * 1024;
 }
 
 /// One problem in the file, located by YAML path and line.

@@ -157,6 +157,31 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Switch<T> {
     }
 }
 
+/// A setting that is `on` or `off` (YAML booleans are accepted too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnOff(pub bool);
+
+impl<'de> Deserialize<'de> for OnOff {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Word(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Bool(value) => Ok(OnOff(value)),
+            Raw::Word(word) => match word.trim() {
+                "on" => Ok(OnOff(true)),
+                "off" => Ok(OnOff(false)),
+                _ => Err(de::Error::custom(format!(
+                    "invalid value {word:?}; expected `on` or `off`"
+                ))),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +221,20 @@ mod tests {
         let size: ByteSize = serde_yaml::from_str("4096").unwrap();
         assert_eq!(size, ByteSize(4096));
         assert!(serde_yaml::from_str::<ByteSize>("-1").is_err());
+    }
+
+    #[test]
+    fn parses_on_and_off() {
+        for (text, value) in [
+            ("on", true),
+            ("off", false),
+            ("true", true),
+            ("false", false),
+        ] {
+            assert_eq!(serde_yaml::from_str::<OnOff>(text).unwrap(), OnOff(value));
+        }
+        let e = serde_yaml::from_str::<OnOff>("sometimes").err().unwrap();
+        assert!(e.to_string().contains("`on` or `off`"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,11 @@
 
 use std::{sync::Arc, time::Instant};
 
-use super::{caching::CacheState, problem::Problem};
+use super::{
+    body::{ClientAbort, Streamed},
+    caching::CacheState,
+    problem::Problem,
+};
 use crate::{
     auth::Identity,
     router::Route,
@@ -31,6 +35,10 @@ pub struct RequestCtx {
     pub identity: Option<Identity>,
     /// Set on cacheable GETs that go to the upstream.
     pub cache: Option<CacheState>,
+    /// The client's doing that ended the request, once known (counted in `logging`).
+    pub client_abort: Option<ClientAbort>,
+    /// A streamed body's size so far, for the current attempt.
+    pub streamed: Streamed,
 }
 
 impl RequestCtx {
@@ -47,6 +55,8 @@ impl RequestCtx {
             problem: None,
             identity: None,
             cache: None,
+            client_abort: None,
+            streamed: Streamed::default(),
         }
     }
 

@@ -3,11 +3,15 @@
 //! [`Upstream::attempt`] runs the breakers in `upstream_peer`, and the [`Attempt`] it
 //! returns is settled exactly once: at the response header (`upstream_response_filter`), on
 //! an error (`fail_to_connect`, `error_while_proxy`), or as cancelled when it is dropped.
+//! Before any of that, [`body::receive`] has the request body (buffered routes) or its
+//! limits set (streaming ones): what a client does with its body never reaches a breaker.
 //!
 //! [`Attempt`]: crate::upstream::Attempt
 
+pub mod body;
 mod caching;
 mod context;
+mod header_deadline;
 pub mod problem;
 mod request_id;
 
@@ -26,6 +30,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use tracing::{debug, warn};
 
 pub use self::context::RequestCtx;
+pub use self::header_deadline::HeaderDeadline;
 use self::problem::Problem;
 use crate::state::State;
 use crate::{
@@ -128,10 +133,21 @@ impl ProxyHttp for Gateway {
             }
         };
         ctx.route = Some(route.clone());
-        ctx.request_complete = session.is_body_empty();
         let upstream = state.upstreams.get(route.upstream).cloned();
-        let auth = route.auth;
+        let (auth, body_policy) = (route.auth, route.body);
+        let server = &state.config.server;
+        let (body_timeout, write_timeout) =
+            (server.client_body_timeout, server.client_write_timeout);
         ctx.state = Some(state);
+        // A response nobody reads ends after this long without progress, freeing its
+        // upstream connection and in-flight count (its breaker outcome is settled already).
+        session.set_write_timeout(Some(write_timeout));
+        // Before credentials are exchanged or a permit taken: a request that never arrives
+        // whole costs no upstream anything.
+        match body::receive(session, body_policy, body_timeout).await {
+            Ok(complete) => ctx.request_complete = complete,
+            Err(abort) => return end_for_client(session, ctx, abort).await,
+        }
         if auth == AuthMode::Required {
             match self.authenticate(session, ctx).await {
                 Ok(identity) => ctx.identity = Some(identity),
@@ -172,6 +188,8 @@ impl ProxyHttp for Gateway {
         let upstream = ctx.upstream().ok_or_else(no_route)?;
         match upstream.attempt(ctx.tried, Instant::now()) {
             Ok(attempt) => {
+                // A retry resends the body from the start.
+                ctx.streamed = body::Streamed::default();
                 ctx.tried |= 1 << attempt.backend_index();
                 ctx.attempts += 1;
                 let peer = attempt.peer().cloned().ok_or_else(no_route)?;
@@ -257,10 +275,23 @@ impl ProxyHttp for Gateway {
     async fn request_body_filter(
         &self,
         _session: &mut Session,
-        _body: &mut Option<bytes::Bytes>,
+        body: &mut Option<bytes::Bytes>,
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let (Some(route), Some(chunk)) = (&ctx.route, body.as_ref()) {
+            // A buffered body was measured whole in request_filter; a streamed one is
+            // measured here, as it goes by.
+            if !route.body.buffered {
+                if let Err(abort) = ctx.streamed.on_chunk(chunk.len(), route.body.max) {
+                    ctx.client_abort = Some(abort);
+                    return Error::e_explain(
+                        ErrorType::HTTPStatus(413),
+                        "streamed request body larger than max_body",
+                    );
+                }
+            }
+        }
         if end_of_stream {
             ctx.request_complete = true;
         }
@@ -354,6 +385,24 @@ impl ProxyHttp for Gateway {
                 can_reuse_downstream: false,
             };
         }
+        if let Some(abort) = ctx
+            .client_abort
+            .or_else(|| body::abort_in_proxy(e, ctx.request_complete))
+        {
+            ctx.client_abort = Some(abort);
+            let max = ctx.route.as_ref().map_or(0, |r| r.body.max);
+            let mut error_code = 0;
+            if let Some(problem) = abort.problem(max) {
+                error_code = problem.status;
+                if let Err(write_error) = problem.write(session, &ctx.request_id).await {
+                    debug!(request_id = %ctx.request_id, error = %write_error, "could not send the error response");
+                }
+            }
+            return FailToProxy {
+                error_code,
+                can_reuse_downstream: false,
+            };
+        }
         if *e.esource() != pingora::ErrorSource::Downstream
             && caching::answer_stale(session, ctx).await
         {
@@ -408,6 +457,14 @@ impl ProxyHttp for Gateway {
         let header = session.req_header();
         let route = ctx.route.as_ref().map_or("unmatched", |r| &*r.id);
         let elapsed = ctx.started.elapsed();
+        let abort = ctx
+            .client_abort
+            .or_else(|| e.and_then(|e| body::abort_in_proxy(e, ctx.request_complete)));
+        if let Some(abort) = abort {
+            metrics::CLIENT_ABORTS
+                .with_label_values(&[route, abort.as_str()])
+                .inc();
+        }
         metrics::REQUESTS
             .with_label_values(&[
                 route,
@@ -446,6 +503,26 @@ fn header_safe(value: &str) -> String {
         }
     }
     out
+}
+
+/// Ends a request the client spoiled (see [`body::ClientAbort`]): answered when an answer
+/// can still reach it, and never on this connection again, whose request body is unread.
+async fn end_for_client(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    abort: body::ClientAbort,
+) -> Result<bool> {
+    ctx.client_abort = Some(abort);
+    debug!(request_id = %ctx.request_id, reason = abort.as_str(), "request ended by its client");
+    session.set_keepalive(None);
+    let max = ctx.route.as_ref().map_or(0, |r| r.body.max);
+    if let Some(problem) = abort.problem(max) {
+        problem.write(session, &ctx.request_id).await?;
+        if abort == body::ClientAbort::TooLarge {
+            body::linger(session).await;
+        }
+    }
+    Ok(true)
 }
 
 fn no_route() -> Box<Error> {

@@ -123,6 +123,36 @@ impl Problem {
         )
     }
 
+    /// The request body is larger than the route accepts; nothing was sent upstream.
+    pub fn payload_too_large(max: u64) -> Self {
+        Problem::new(
+            413,
+            "/errors/payload_too_large",
+            "Content Too Large",
+            format!("the request body is larger than this route accepts ({max} bytes)"),
+        )
+    }
+
+    /// The client did not send its request body in time.
+    pub fn request_timeout() -> Self {
+        Problem::new(
+            408,
+            "/errors/request_timeout",
+            "Request Timeout",
+            "the request body did not arrive in time".to_owned(),
+        )
+    }
+
+    /// The request body's framing is broken (a bad chunk).
+    pub fn bad_body() -> Self {
+        Problem::new(
+            400,
+            "/errors/bad_request",
+            "Bad Request",
+            "the request body is malformed".to_owned(),
+        )
+    }
+
     pub fn bad_gateway(upstream: &str) -> Self {
         Problem::new(
             502,

@@ -75,6 +75,12 @@ fn defaults_fill_every_omitted_key() {
     assert_eq!(config.server.threads, 2);
     assert_eq!(config.server.grace_period.as_secs(), 5);
     assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9091");
+    assert_eq!(config.server.client_header_timeout.as_secs(), 10);
+    assert_eq!(config.server.client_body_timeout.as_secs(), 10);
+    assert_eq!(config.server.client_write_timeout.as_secs(), 60);
+    let route = &config.routes[0];
+    assert_eq!(route.body.max, 64 * 1024, "the most a buffered body can be");
+    assert!(route.body.buffered);
     let a = &config.upstreams[0];
     assert_eq!(a.connect_timeout.as_secs(), 1);
     assert_eq!(a.read_timeout.as_secs(), 5);

@@ -9,6 +9,7 @@ mod auth;
 mod breaker;
 mod cache;
 mod cli;
+mod client_limits;
 mod config_fixtures;
 mod layers;
 mod proxying;

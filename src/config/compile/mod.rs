@@ -35,7 +35,12 @@ pub(super) fn compile(
     let admin = admin::compile(&mut problems, &shape.admin);
     let breakers = breakers::compile(&mut problems, &shape.breakers);
     let upstreams = upstreams::compile(&mut problems, &shape.upstreams, &breakers);
-    let routes = routes::compile(&mut problems, &shape.routes, &shape.upstreams);
+    let routes = routes::compile(
+        &mut problems,
+        &shape.routes,
+        &shape.upstreams,
+        &shape.server,
+    );
     let auth = shape
         .auth
         .as_ref()

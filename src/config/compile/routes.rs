@@ -1,6 +1,7 @@
 //! `routes:`: the route table. Each route names its upstream (resolved here to an index
 //! into the compiled upstreams), may carry a `cache` block, and may name the routes whose
-//! cached entries its writes invalidate. Across routes: a route that an earlier one
+//! cached entries its writes invalidate, and has a body policy (`max_body`, falling back
+//! to `server.max_body`, and `request_buffering`). Across routes: a route that an earlier one
 //! already answers entirely is unreachable, and names are unique.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -9,8 +10,8 @@ use http::Method;
 
 use super::Problems;
 use crate::config::{
-    AuthMode, CacheScope, RouteCachePolicy, RouteSpec,
-    file::{RouteCacheConfig, RouteConfig, UpstreamConfig},
+    AuthMode, BodyPolicy, CacheScope, RouteCachePolicy, RouteSpec,
+    file::{RouteCacheConfig, RouteConfig, ServerConfig, UpstreamConfig},
 };
 
 /// Redis keeps generation counters a day; an entry must never outlive them, or a counter
@@ -21,9 +22,24 @@ pub(super) fn compile(
     problems: &mut Problems<'_>,
     configs: &[RouteConfig],
     upstreams: &BTreeMap<String, UpstreamConfig>,
+    server: &ServerConfig,
 ) -> Vec<RouteSpec> {
     if configs.is_empty() {
         problems.add("routes", "at least one route is required");
+    }
+    let default_max_body = server.max_body.0;
+    if default_max_body == 0 {
+        problems.add("server.max_body", ZERO_BODY);
+    }
+    let inherits_too_much = |c: &RouteConfig| c.max_body.is_none() && c.request_buffering.0;
+    if default_max_body > BodyPolicy::MAX_BUFFERED && configs.iter().any(inherits_too_much) {
+        problems.add(
+            "server.max_body",
+            format!(
+                "{default_max_body} bytes is more than a buffered body can be ({} bytes, Pingora's retry buffer); lower it, or give each route that needs more its own max_body with request_buffering: off",
+                BodyPolicy::MAX_BUFFERED
+            ),
+        );
     }
     // Compiled routes with their index in the file, for messages about earlier ones.
     let mut routes: Vec<(usize, RouteSpec)> = Vec::new();
@@ -35,7 +51,13 @@ pub(super) fn compile(
                 format!("unknown upstream {:?}", config.upstream),
             );
         }
-        let Some(route) = route(problems, index, config, upstream.unwrap_or_default()) else {
+        let Some(route) = route(
+            problems,
+            index,
+            config,
+            upstream.unwrap_or_default(),
+            default_max_body,
+        ) else {
             continue;
         };
         if let Some((earlier, _)) = routes.iter().find(|(_, r)| shadows(r, &route)) {
@@ -77,9 +99,24 @@ fn route(
     index: usize,
     config: &RouteConfig,
     upstream: usize,
+    default_max_body: u64,
 ) -> Option<RouteSpec> {
     let path = format!("routes[{index}]");
     let mut part = problems.part(path.clone());
+    let buffered = config.request_buffering.0;
+    if let Some(max) = config.max_body.map(|size| size.0) {
+        if max == 0 {
+            part.add("max_body", ZERO_BODY);
+        } else if buffered && max > BodyPolicy::MAX_BUFFERED {
+            part.add(
+                "max_body",
+                format!(
+                    "{max} bytes is more than a buffered body can be ({} bytes, Pingora's retry buffer); set request_buffering: off to stream larger bodies",
+                    BodyPolicy::MAX_BUFFERED
+                ),
+            );
+        }
+    }
     let prefix = config.path.trim();
     if let Err(reason) = check_route_path(prefix) {
         part.add("path", format!("invalid path {prefix:?}: {reason}"));
@@ -136,8 +173,14 @@ fn route(
         auth: config.auth,
         cache,
         invalidates,
+        body: BodyPolicy {
+            max: config.max_body.map_or(default_max_body, |size| size.0),
+            buffered,
+        },
     })
 }
+
+const ZERO_BODY: &str = "must be at least 1 byte (nginx's 0 for \"unlimited\" is not supported: write the size a route needs)";
 
 /// A route's `cache` block.
 fn route_cache(

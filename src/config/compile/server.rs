@@ -26,6 +26,12 @@ pub(super) fn compile(
         );
     }
     let tls = config.tls.as_ref().map(|tls| compile_tls(&mut part, tls));
+    let client_header_timeout =
+        part.positive_duration("client_header_timeout", config.client_header_timeout.0);
+    let client_body_timeout =
+        part.positive_duration("client_body_timeout", config.client_body_timeout.0);
+    let client_write_timeout =
+        part.positive_duration("client_write_timeout", config.client_write_timeout.0);
     part.passed()?;
     Some(ServerSettings {
         listen: listen?,
@@ -37,6 +43,9 @@ pub(super) fn compile(
             Some(tls) => Some(tls?),
             None => None,
         },
+        client_header_timeout,
+        client_body_timeout,
+        client_write_timeout,
     })
 }
 

@@ -41,6 +41,7 @@ pub enum Mode {
 struct Shared {
     mode: Mutex<Mode>,
     hits: AtomicUsize,
+    connections: AtomicUsize,
 }
 
 pub struct TestUpstream {
@@ -56,6 +57,7 @@ impl TestUpstream {
         let shared = Arc::new(Shared {
             mode: Mutex::new(mode),
             hits: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
         });
         let mut upstream = TestUpstream {
             addr,
@@ -75,6 +77,7 @@ impl TestUpstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 connections.spawn(handle(stream, shared.clone()));
             }
         });
@@ -83,6 +86,12 @@ impl TestUpstream {
 
     pub fn set_mode(&self, mode: Mode) {
         *self.shared.mode.lock().unwrap() = mode;
+    }
+
+    /// Connections accepted so far (a request that reached the origin at all opened one,
+    /// or reused one that did).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 
     pub fn hits(&self) -> usize {

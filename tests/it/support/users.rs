@@ -18,11 +18,17 @@ use travel::{
     local::{Database, LocalServices},
 };
 
+fn index_of(service: Service) -> usize {
+    Service::ALL.iter().position(|s| *s == service).unwrap_or(0)
+}
+
 pub const JWT_SECRET: &str = "test-secret-test-secret-test-secret!";
 
 pub struct TestTravel {
     services: LocalServices,
     auth_calls: Arc<AtomicUsize>,
+    /// Requests each service received (its middleware saw the header), by `Service::ALL` index.
+    requests: Arc<[AtomicUsize; 4]>,
 }
 
 /// The users service alone (what the auth tests need).
@@ -43,12 +49,19 @@ impl TestTravel {
             .unwrap();
         let auth_calls = Arc::new(AtomicUsize::new(0));
         let counter = auth_calls.clone();
-        local.wrap_routers(Arc::new(move |_, router| {
+        let requests: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
+        let seen = requests.clone();
+        local.wrap_routers(Arc::new(move |service, router| {
             let counter = counter.clone();
+            let seen = seen.clone();
             router.layer(axum::middleware::from_fn(
                 move |request: Request, next: Next| {
                     let counter = counter.clone();
+                    let seen = seen.clone();
                     async move {
+                        if let Some(count) = seen.get(index_of(service)) {
+                            count.fetch_add(1, Ordering::SeqCst);
+                        }
                         if request.uri().path() == "/auth" {
                             counter.fetch_add(1, Ordering::SeqCst);
                         }
@@ -62,7 +75,15 @@ impl TestTravel {
         TestTravel {
             services: local,
             auth_calls,
+            requests,
         }
+    }
+
+    /// Requests `service` has received so far, whole or not (counted at the header).
+    pub fn requests(&self, service: Service) -> usize {
+        self.requests
+            .get(index_of(service))
+            .map_or(0, |count| count.load(Ordering::SeqCst))
     }
 
     pub fn addr(&self, service: Service) -> SocketAddr {
