@@ -4,7 +4,7 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -26,10 +26,12 @@ async fn edits_apply_under_load_without_failing_a_request() {
         TestGateway::start_watching(&one_route(&first, "", "consecutive_failures: 5", "")).await;
     let initial = gateway.admin_json("/admin/config").await;
 
-    // A steady load for the whole test.
+    // A steady load for the whole test, counted so that the test waits for requests on
+    // both sides of the reload rather than for time to pass.
     let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
     let load = {
-        let (stop, url) = (stop.clone(), gateway.url("/svc"));
+        let (stop, sent, url) = (stop.clone(), sent.clone(), gateway.url("/svc"));
         tokio::spawn(async move {
             let http = reqwest::Client::new();
             let mut statuses = Vec::new();
@@ -41,10 +43,22 @@ async fn edits_apply_under_load_without_failing_a_request() {
                     .map(|r| r.status().as_u16())
                     .unwrap_or(0);
                 statuses.push(status);
+                sent.fetch_add(1, Ordering::SeqCst);
             }
             statuses
         })
     };
+    let at_least = |n: usize| {
+        let sent = sent.clone();
+        async move {
+            eventually(Duration::from_secs(20), || {
+                let sent = sent.clone();
+                async move { sent.load(Ordering::SeqCst) >= n }
+            })
+            .await
+        }
+    };
+    at_least(10).await;
 
     // A new threshold, a new route and a second backend, in one edit.
     let new_routes = "  - { path: /new, upstream: other, auth: none }\n";
@@ -70,6 +84,8 @@ async fn edits_apply_under_load_without_failing_a_request() {
     assert_eq!(status["last_reload"]["applied"], true);
     // The added backend takes its share.
     eventually(Duration::from_secs(10), || async { second.hits() > 0 }).await;
+    let after_reload = sent.load(Ordering::SeqCst) + 10;
+    at_least(after_reload).await;
 
     stop.store(true, Ordering::Relaxed);
     let statuses = load.await.unwrap();
