@@ -528,3 +528,76 @@ async fn a_backend_hung_by_sigstop_with_whole_requests_still_trips() {
     .await;
     assert_eq!(post().await.unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_half_open_probe_held_by_a_stalled_streaming_body_is_given_back_and_others_close_the_breaker()
+ {
+    let origin = TestUpstream::start(Mode::Status(500)).await;
+    let config = format!(
+        "upstreams:
+  held: {{ backends: [\"{origin}\"], breaker: one_probe, read_timeout: 500ms }}
+breakers:
+  one_probe: {{ consecutive_failures: 2, failure_rate: off, open_for: 300ms, max_open_for: 1s, half_open_probes: 1 }}
+routes:
+  - {{ path: /svc, upstream: held, auth: none, request_buffering: off }}
+",
+        origin = origin.addr
+    );
+    let gateway = TestGateway::start(&config).await;
+    let http = client();
+    let post = || http.post(gateway.url("/svc")).body("a=1").send();
+    for _ in 0..2 {
+        assert_eq!(post().await.unwrap().status(), 500);
+    }
+    assert_eq!(gateway.breaker("held", origin.addr).await["state"], "open");
+    origin.set_mode(Mode::Echo);
+
+    // Once the open period is over, a client takes the one probe slot and stalls its body.
+    eventually(Duration::from_secs(5), || async {
+        gateway.breaker("held", origin.addr).await["seconds_until_half_open"] == 0.0
+    })
+    .await;
+    let mut stalled = connect(
+        gateway.addr,
+        "POST /svc HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\npartial",
+    )
+    .await;
+    eventually(Duration::from_secs(5), || async {
+        gateway.breaker("held", origin.addr).await["state"] == "half_open"
+    })
+    .await;
+
+    // The backend waits for the rest of that body until its read timeout: the client's
+    // doing, so the probe is cancelled and its slot given back (well within the probe
+    // lease, 1s + 500ms); the next whole request probes and closes the breaker.
+    eventually(Duration::from_secs(10), || async {
+        post().await.unwrap().status() == 200
+    })
+    .await;
+    let report = gateway.breaker("held", origin.addr).await;
+    assert_eq!(report["state"], "closed", "{report}");
+    assert!(
+        report["last_transition"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("probe"),
+        "{report}"
+    );
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut answer)).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let backend = origin.addr.to_string();
+    let text = gateway.metrics().await;
+    assert_eq!(
+        metric(
+            &text,
+            "gateway_upstream_attempts_total",
+            &[("backend", backend.as_str()), ("outcome", "cancelled")]
+        ),
+        Some(1.0)
+    );
+}
