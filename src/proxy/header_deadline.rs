@@ -9,6 +9,12 @@
 //! `header_timeout` under `route="unmatched"` (no route is known yet). HTTP/1 only: an
 //! HTTP/2 connection (ALPN `h2` on the TLS listener) is passed through untouched.
 //!
+//! One approximation: the watch cannot tell a new request from the rest of a body, so on a
+//! streaming route whose backend answers before the upload ends, what the client sends
+//! after that answer is timed as a header (and an upload still going after
+//! `client_header_timeout` is cut). Buffered routes are not affected: their bodies are in
+//! before anything is written.
+//!
 //! [`HeaderWatch`] holds the logic, time injected; [`DeadlineStream`] is the plumbing.
 
 use std::{
@@ -145,6 +151,8 @@ pub struct DeadlineStream {
     inner: Stream,
     watch: HeaderWatch,
     timer: Option<Pin<Box<Sleep>>>,
+    /// The deadline passed: every later read fails too, and it was counted once.
+    expired: bool,
 }
 
 impl DeadlineStream {
@@ -153,6 +161,7 @@ impl DeadlineStream {
             inner,
             watch: HeaderWatch::new(timeout, Instant::now()),
             timer: None,
+            expired: false,
         }
     }
 
@@ -188,11 +197,14 @@ impl AsyncRead for DeadlineStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.poll_deadline(cx).is_ready() {
-            this.timer = None;
-            metrics::CLIENT_ABORTS
-                .with_label_values(&["unmatched", "header_timeout"])
-                .inc();
+        if this.expired || this.poll_deadline(cx).is_ready() {
+            if !this.expired {
+                this.expired = true;
+                this.timer = None;
+                metrics::CLIENT_ABORTS
+                    .with_label_values(&["unmatched", "header_timeout"])
+                    .inc();
+            }
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "request header not received within client_header_timeout",

@@ -253,3 +253,46 @@ mod config_errors {
         assert!(!format!("{tls:?}").contains("PRIVATE KEY"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_bodies_are_buffered_and_limited_over_http2_as_over_http1() {
+    let ca = TestCa::new("test CA");
+    let upstream = TestUpstream::start(Mode::Echo).await;
+    let gw = tls_gateway(&ca.leaf(&[GATEWAY_NAME]), "", upstream.addr).await;
+    let url = format!("https://{GATEWAY_NAME}:{}/echo/body", gw.tls_addr.port());
+    let h2 = ca
+        .client_builder(GATEWAY_NAME, gw.tls_addr)
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let http1 = ca
+        .client_builder(GATEWAY_NAME, gw.tls_addr)
+        .http1_only()
+        .build()
+        .unwrap();
+    for (client, version) in [
+        (&h2, reqwest::Version::HTTP_2),
+        (&http1, reqwest::Version::HTTP_11),
+    ] {
+        // Read whole at the gateway, then sent on in one go.
+        let whole = client
+            .post(&url)
+            .body(vec![b'b'; 64 * 1024])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(whole.version(), version);
+        assert_eq!(whole.status(), 200);
+        let echo: serde_json::Value = whole.json().await.unwrap();
+        assert_eq!(echo["body"].as_str().unwrap().len(), 64 * 1024);
+        let hits = upstream.hits();
+        let too_large = client
+            .post(&url)
+            .body(vec![b'b'; 64 * 1024 + 1])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(too_large.status(), 413, "{version:?}");
+        assert_eq!(upstream.hits(), hits);
+    }
+}
