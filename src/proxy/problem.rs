@@ -128,7 +128,7 @@ impl Problem {
         Problem::new(
             413,
             "/errors/payload_too_large",
-            "Content Too Large",
+            "Payload Too Large",
             format!("the request body is larger than this route accepts ({max} bytes)"),
         )
     }
