@@ -1,6 +1,7 @@
 //! The admin listener: `GET /metrics` (Prometheus text), `GET /healthz`,
 //! `GET /admin/breakers` (every upstream's backends with their breaker state),
 //! `GET /admin/cache` (the response cache's store, and whether it is connected),
+//! `GET /admin/limits` (concurrency limits: calls in flight and waiting, per backend),
 //! `GET /admin/config` (the running config and the last reload) and `GET /openapi.yaml`
 //! (the API contract). It runs as its
 //! own Pingora service, on its own port, so scrapes never compete with proxied traffic.
@@ -19,6 +20,7 @@ use crate::{
     metrics,
     reload::Reloader,
     state::State,
+    upstream::bulkhead::Bulkhead,
 };
 
 pub struct Admin {
@@ -57,7 +59,9 @@ impl Admin {
         }
         match path {
             "/metrics" => {
-                self.state.load().cache.report_usage();
+                let state = self.state.load();
+                state.cache.report_usage();
+                report_limit_gauges(&state);
                 (
                     StatusCode::OK,
                     "text/plain; version=0.0.4",
@@ -98,6 +102,14 @@ impl Admin {
             }
             "/admin/cache" => {
                 let report = cache_report(&self.state.load(), Instant::now());
+                (
+                    StatusCode::OK,
+                    JSON,
+                    serde_json::to_vec_pretty(&report).unwrap_or_default(),
+                )
+            }
+            "/admin/limits" => {
+                let report = limits_report(&self.state.load());
                 (
                     StatusCode::OK,
                     JSON,
@@ -246,5 +258,81 @@ fn transition_report(t: &Transition, now: Instant) -> TransitionReport {
         reason: t.reason.to_string(),
         at: humantime::format_rfc3339_millis(t.at_wall).to_string(),
         seconds_ago: now.saturating_duration_since(t.at).as_secs_f64(),
+    }
+}
+
+/// `/admin/limits`: every limit in force and how full it is now.
+#[derive(Serialize)]
+pub struct LimitsReport {
+    pub upstreams: Vec<UpstreamLimitsReport>,
+}
+
+#[derive(Serialize)]
+pub struct UpstreamLimitsReport {
+    pub name: String,
+    #[serde(flatten)]
+    pub limit: ConcurrencyReport,
+    pub backends: Vec<BackendLimitsReport>,
+}
+
+/// A bulkhead's limits and its queue now.
+#[derive(Serialize)]
+pub struct ConcurrencyReport {
+    /// `null`: no limit.
+    pub max_in_flight: Option<usize>,
+    pub max_queued: usize,
+    pub queue_timeout_seconds: f64,
+    pub queued: usize,
+}
+
+#[derive(Serialize)]
+pub struct BackendLimitsReport {
+    pub backend: String,
+    pub in_flight: usize,
+}
+
+fn concurrency_report(bulkhead: &Bulkhead) -> ConcurrencyReport {
+    let limit = bulkhead.limit();
+    ConcurrencyReport {
+        max_in_flight: limit.max_in_flight,
+        max_queued: limit.max_queued,
+        queue_timeout_seconds: limit.queue_timeout.as_secs_f64(),
+        queued: bulkhead.queued(),
+    }
+}
+
+pub fn limits_report(state: &State) -> LimitsReport {
+    LimitsReport {
+        upstreams: state
+            .upstreams
+            .iter()
+            .map(|upstream| UpstreamLimitsReport {
+                name: upstream.name.to_string(),
+                limit: concurrency_report(&upstream.bulkhead),
+                backends: upstream
+                    .backends
+                    .iter()
+                    .map(|b| BackendLimitsReport {
+                        backend: b.label.to_string(),
+                        in_flight: b.in_flight(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The in-flight and queued gauges are read from the counters at scrape time: nothing to
+/// update on the request path.
+fn report_limit_gauges(state: &State) {
+    for upstream in &state.upstreams {
+        for backend in &upstream.backends {
+            metrics::UPSTREAM_IN_FLIGHT
+                .with_label_values(&[&*upstream.name, &*backend.label])
+                .set(i64::try_from(backend.in_flight()).unwrap_or(i64::MAX));
+        }
+        metrics::UPSTREAM_QUEUED
+            .with_label_values(&[&*upstream.name, "upstream"])
+            .set(i64::try_from(upstream.bulkhead.queued()).unwrap_or(i64::MAX));
     }
 }

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use gateway::{
     Config, GatewayServer,
-    config::explain_breaker,
+    config::{explain_breaker, explain_upstream},
     reload::process_env,
     server::{ReloadOptions, StartError},
 };
@@ -102,6 +102,15 @@ fn check(path: &std::path::Path, explain: bool) -> ExitCode {
             println!("\nbreaker {name} (each backend of {}):", users.join(", "));
             for line in explain_breaker(&policy) {
                 println!("  - {line}");
+            }
+        }
+        for upstream in &config.upstreams {
+            let lines = explain_upstream(upstream);
+            if !lines.is_empty() {
+                println!("\nupstream {}:", upstream.name);
+                for line in lines {
+                    println!("  - {line}");
+                }
             }
         }
     }

@@ -198,6 +198,32 @@ pub static CONFIG_LAST_SUCCESS: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
     }
 });
 
+// Concurrency limits (bulkheads) and health checks: upstream/bulkhead.rs, upstream/health.rs.
+
+pub static UPSTREAM_SHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_upstream_shed_total",
+        "Requests refused with 503 because a concurrency limit was reached, by upstream, limit (upstream or token_exchange) and reason (queue_full or queue_timeout).",
+        &["upstream", "limit", "reason"],
+    )
+});
+
+pub static UPSTREAM_IN_FLIGHT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "gateway_upstream_in_flight",
+        "Calls in flight on each backend (what max_in_flight limits), read at scrape time.",
+        &["upstream", "backend"],
+    )
+});
+
+pub static UPSTREAM_QUEUED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "gateway_upstream_queued",
+        "Requests waiting for a free slot, by upstream and limit (upstream or token_exchange), read at scrape time.",
+        &["upstream", "limit"],
+    )
+});
+
 /// Methods outside the standard set share one label value, keeping cardinality bounded.
 pub fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -243,6 +269,9 @@ pub fn render() -> Vec<u8> {
     LazyLock::force(&CACHE_BYTES);
     LazyLock::force(&CONFIG_RELOADS);
     LazyLock::force(&CONFIG_LAST_SUCCESS);
+    LazyLock::force(&UPSTREAM_SHED);
+    LazyLock::force(&UPSTREAM_IN_FLIGHT);
+    LazyLock::force(&UPSTREAM_QUEUED);
     let mut buffer = Vec::new();
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buffer);

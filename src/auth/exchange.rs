@@ -19,7 +19,7 @@ use super::{FetchError, TokenSource};
 use crate::{
     breaker::FailureKind,
     metrics,
-    upstream::{Attempt, Upstream},
+    upstream::{Attempt, Refused, Upstream},
 };
 
 /// A token is a few hundred bytes; anything much larger is not a token.
@@ -66,13 +66,22 @@ impl TokenSource for UsersTokenSource {
         loop {
             let mut attempt = match users.attempt(tried, Instant::now()) {
                 Ok(attempt) => attempt,
-                Err(unavailable_now) => {
+                Err(Refused::Unavailable(unavailable_now)) => {
                     metrics::BREAKER_REJECTIONS
                         .with_label_values(&[&*users.name])
                         .inc();
                     return Err(unavailable(
                         unavailable_now.retry_after,
                         "the users service's circuit breaker is open",
+                    ));
+                }
+                Err(refused @ Refused::Overloaded(shed)) => {
+                    metrics::UPSTREAM_SHED
+                        .with_label_values(&[&*users.name, "upstream", shed.as_str()])
+                        .inc();
+                    return Err(unavailable(
+                        refused.retry_after(),
+                        "the users service is at its concurrency limit",
                     ));
                 }
             };

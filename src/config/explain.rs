@@ -1,7 +1,10 @@
-//! `gateway check --explain`: what a breaker policy means in plain words, so the effect of
-//! an edit is visible before it is saved.
+//! `gateway check --explain`: what a breaker policy and an upstream's limits mean in plain
+//! words, so the effect of an edit is visible before it is saved.
 
-use crate::breaker::BreakerPolicy;
+use crate::{
+    breaker::BreakerPolicy,
+    config::{ConcurrencyLimit, UpstreamSpec},
+};
 
 fn duration(d: std::time::Duration) -> String {
     humantime::format_duration(d).to_string()
@@ -55,6 +58,35 @@ pub fn explain_breaker(policy: &BreakerPolicy) -> Vec<String> {
     lines
 }
 
+/// What a concurrency limit does, `who` being what it counts ("each backend", "the token
+/// exchange"). Empty when there is no limit.
+pub fn explain_limit(limit: &ConcurrencyLimit, who: &str) -> Vec<String> {
+    let Some(max) = limit.max_in_flight else {
+        return Vec::new();
+    };
+    let mut lines = vec![format!(
+        "{who} takes at most {max} call{} at once",
+        if max == 1 { "" } else { "s" }
+    )];
+    let refused = "answered 503 (type /errors/overloaded) with Retry-After: 1 at once, which is never a breaker failure";
+    if limit.max_queued == 0 {
+        lines.push(format!("a request beyond that is {refused} (no queue)"));
+    } else {
+        lines.push(format!(
+            "then up to {} request{} wait at most {} for a free slot; beyond that (or after that wait) a request is {refused}",
+            limit.max_queued,
+            if limit.max_queued == 1 { "" } else { "s" },
+            duration(limit.queue_timeout)
+        ));
+    }
+    lines
+}
+
+/// What the limits and checks of one upstream do; empty when it has none.
+pub fn explain_upstream(upstream: &UpstreamSpec) -> Vec<String> {
+    explain_limit(&upstream.limit, "each backend")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +113,20 @@ mod tests {
             lines[4],
             "then lets 3 trial calls through; closes when all succeed"
         );
+    }
+
+    #[test]
+    fn explains_a_limit_and_its_queue() {
+        let config = Config::parse("upstreams:\n  a: { backends: [127.0.0.1:1], max_in_flight: 4, max_queued: 8, queue_timeout: 2s }\n  b: { backends: [127.0.0.1:2], max_in_flight: 1 }\n  c: { backends: [127.0.0.1:3] }\nroutes:\n  - { path: /, upstream: a, auth: none }\n").unwrap();
+        let a = explain_upstream(&config.upstreams[0]);
+        assert_eq!(a[0], "each backend takes at most 4 calls at once");
+        assert!(
+            a[1].starts_with("then up to 8 requests wait at most 2s for a free slot"),
+            "{}",
+            a[1]
+        );
+        let b = explain_upstream(&config.upstreams[1]);
+        assert!(b[1].ends_with("(no queue)"), "{}", b[1]);
+        assert!(explain_upstream(&config.upstreams[2]).is_empty());
     }
 }

@@ -318,6 +318,17 @@ pub struct UpstreamConfig {
     /// How many other backends a request may try after a connection failure. Default 1.
     #[serde(default = "default_connect_retries")]
     pub connect_retries: i64,
+    /// Most calls each backend of this upstream has at once (a bulkhead); `off` for no
+    /// limit. Default off.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: Switch<i64>,
+    /// Requests that may wait for a free slot when every backend is at `max_in_flight`;
+    /// beyond that a request is answered 503 at once. Default 0.
+    #[serde(default)]
+    pub max_queued: i64,
+    /// Longest a request waits in that queue before it is answered 503. Default 1s.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: HumanDuration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -504,6 +515,12 @@ fn default_breaker() -> String {
 }
 fn default_connect_retries() -> i64 {
     1
+}
+fn default_max_in_flight() -> Switch<i64> {
+    Switch::Off
+}
+fn default_queue_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1))
 }
 fn default_consecutive_failures() -> Switch<i64> {
     Switch::On(5)

@@ -19,7 +19,7 @@ use std::{
 
 use http::Method;
 
-pub use explain::explain_breaker;
+pub use explain::{explain_breaker, explain_limit, explain_upstream};
 pub use file::{AuthMode, CacheScope};
 
 use crate::{
@@ -156,6 +156,28 @@ pub struct UpstreamSpec {
     pub policy: Arc<BreakerPolicy>,
     pub failure_statuses: StatusSet,
     pub connect_retries: u32,
+    /// The bulkhead: calls each backend has at once, and the queue in front of them.
+    pub limit: ConcurrencyLimit,
+}
+
+/// A bulkhead's limits: how many calls at once, and the bounded wait for a free slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConcurrencyLimit {
+    /// `None`: no limit (and no queue).
+    pub max_in_flight: Option<usize>,
+    /// Requests that may wait for a slot; more are refused at once.
+    pub max_queued: usize,
+    /// Longest wait in the queue.
+    pub queue_timeout: Duration,
+}
+
+impl ConcurrencyLimit {
+    /// No limit at all.
+    pub const UNLIMITED: ConcurrencyLimit = ConcurrencyLimit {
+        max_in_flight: None,
+        max_queued: 0,
+        queue_timeout: Duration::ZERO,
+    };
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

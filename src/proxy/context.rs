@@ -26,6 +26,9 @@ pub struct RequestCtx {
     pub attempts: u32,
     /// The call to a backend in progress; dropping it settles it (see `upstream::Attempt`).
     pub attempt: Option<Attempt>,
+    /// The first attempt, admitted in `request_filter` (after any wait for a slot) and
+    /// taken over by `upstream_peer`.
+    pub admitted: Option<Attempt>,
     /// The gateway has the whole request (header and body) from the client. What a backend
     /// does before that is never held against it.
     pub request_complete: bool,
@@ -51,6 +54,7 @@ impl RequestCtx {
             tried: 0,
             attempts: 0,
             attempt: None,
+            admitted: None,
             request_complete: false,
             problem: None,
             identity: None,

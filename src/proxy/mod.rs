@@ -41,7 +41,7 @@ use crate::{
     headers::{self, REQUEST_ID},
     metrics,
     router::RouteError,
-    upstream::Upstream,
+    upstream::{Refused, Upstream},
 };
 
 /// The gateway's `ProxyHttp`.
@@ -166,16 +166,21 @@ impl ProxyHttp for Gateway {
         if let caching::Looked::Answered = caching::look_up(session, ctx).await? {
             return Ok(true);
         }
-        // Refuse here rather than in upstream_peer when nothing can be admitted: an early
-        // response keeps the client's connection alive, an upstream_peer error closes it.
-        if let Err(unavailable) = upstream.check_available(Instant::now()) {
-            if caching::answer_stale(session, ctx).await {
+        // The first attempt is admitted here rather than in upstream_peer: a refusal is an
+        // early response, which keeps the client's connection alive (an upstream_peer error
+        // closes it), and a request waiting for a slot of a busy upstream waits before
+        // anything is sent.
+        match upstream.admit(0).await {
+            Ok(attempt) => ctx.admitted = Some(attempt),
+            Err(refused) => {
+                if caching::answer_stale(session, ctx).await {
+                    return Ok(true);
+                }
+                refusal(&upstream, refused)
+                    .write(session, &ctx.request_id)
+                    .await?;
                 return Ok(true);
             }
-            reject(&upstream, unavailable.retry_after)
-                .write(session, &ctx.request_id)
-                .await?;
-            return Ok(true);
         }
         Ok(false)
     }
@@ -186,7 +191,15 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
         let upstream = ctx.upstream().ok_or_else(no_route)?;
-        match upstream.attempt(ctx.tried, Instant::now()) {
+        let admitted = match ctx.admitted.take() {
+            Some(attempt) => Ok(attempt),
+            None => {
+                // A retry: the previous attempt, settled, gives its slot back first.
+                drop(ctx.attempt.take());
+                upstream.attempt(ctx.tried, Instant::now())
+            }
+        };
+        match admitted {
             Ok(attempt) => {
                 // A retry resends the body from the start.
                 ctx.streamed = body::Streamed::default();
@@ -196,11 +209,11 @@ impl ProxyHttp for Gateway {
                 ctx.attempt = Some(attempt);
                 Ok(Box::new(peer))
             }
-            Err(unavailable) => {
-                ctx.problem = Some(reject(&upstream, unavailable.retry_after));
+            Err(refused) => {
+                ctx.problem = Some(refusal(&upstream, refused));
                 Err(Error::explain(
                     ErrorType::HTTPStatus(503),
-                    "no backend admitted by its circuit breaker",
+                    "no backend admitted by its circuit breaker or concurrency limit",
                 ))
             }
         }
@@ -453,6 +466,7 @@ impl ProxyHttp for Gateway {
         // Dropping the attempt settles it as cancelled if nothing else did (the client went
         // away before the answer) and counts its outcome.
         drop(ctx.attempt.take());
+        drop(ctx.admitted.take());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let header = session.req_header();
         let route = ctx.route.as_ref().map_or("unmatched", |r| &*r.id);
@@ -529,9 +543,20 @@ fn no_route() -> Box<Error> {
     Error::explain(ErrorType::InternalError, "request has no upstream")
 }
 
-fn reject(upstream: &Upstream, retry_after: Duration) -> Problem {
-    metrics::BREAKER_REJECTIONS
-        .with_label_values(&[&*upstream.name])
-        .inc();
-    Problem::breaker_open(&upstream.name, retry_after)
+/// The answer to a request no backend was admitted for, counted.
+fn refusal(upstream: &Upstream, refused: Refused) -> Problem {
+    match refused {
+        Refused::Unavailable(unavailable) => {
+            metrics::BREAKER_REJECTIONS
+                .with_label_values(&[&*upstream.name])
+                .inc();
+            Problem::breaker_open(&upstream.name, unavailable.retry_after)
+        }
+        Refused::Overloaded(shed) => {
+            metrics::UPSTREAM_SHED
+                .with_label_values(&[&*upstream.name, "upstream", shed.as_str()])
+                .inc();
+            Problem::overloaded(&upstream.name, refused.retry_after())
+        }
+    }
 }

@@ -153,6 +153,20 @@ impl Problem {
         )
     }
 
+    /// Every backend of `upstream` is at its concurrency limit and the queue is full or the
+    /// wait timed out: the service is busy, not broken.
+    pub fn overloaded(upstream: &str, retry_after: Duration) -> Self {
+        Problem {
+            retry_after: Some(retry_after),
+            ..Problem::new(
+                503,
+                "/errors/overloaded",
+                "Service Unavailable",
+                format!("the {upstream} service is at its concurrency limit; retry later"),
+            )
+        }
+    }
+
     pub fn bad_gateway(upstream: &str) -> Self {
         Problem::new(
             502,

@@ -23,7 +23,7 @@
 //! outcome, when the attempt is dropped (the end of the request).
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -58,16 +58,14 @@ enum Stage {
 }
 
 impl Attempt {
-    /// Called by [`Upstream::attempt`] with the permit it took.
+    /// Called by [`Upstream::attempt`] with the permit it took, the backend's in-flight slot
+    /// already taken.
     pub(super) fn admit(
         upstream: Arc<Upstream>,
         backend: usize,
         permit: Permit,
         now: Instant,
     ) -> Self {
-        if let Some(b) = upstream.backends.get(backend) {
-            b.in_flight.fetch_add(1, Ordering::Relaxed);
-        }
         Attempt {
             upstream,
             backend,
@@ -201,7 +199,7 @@ impl Drop for Attempt {
     fn drop(&mut self) {
         self.cancel();
         if let Some(backend) = self.upstream.backends.get(self.backend) {
-            backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.upstream.bulkhead.release(&backend.in_flight);
             metrics::UPSTREAM_ATTEMPTS
                 .with_label_values(&[&*self.upstream.name, &*backend.label, self.outcome])
                 .inc();

@@ -6,6 +6,7 @@
 //! module owns the pools, the peers, the attempts and the metrics around them.
 
 mod attempt;
+pub mod bulkhead;
 
 use std::{
     net::SocketAddr,
@@ -17,6 +18,7 @@ use std::{
 };
 
 pub use self::attempt::Attempt;
+use self::bulkhead::{Bulkhead, SHED_RETRY_AFTER, Shed};
 
 use pingora::upstreams::peer::HttpPeer;
 use prometheus::IntGauge;
@@ -68,6 +70,9 @@ pub struct Upstream {
     pub backends: Vec<Backend>,
     pub failure_statuses: StatusSet,
     pub connect_retries: u32,
+    /// `max_in_flight` per backend (the counters are the backends' `in_flight`) and the
+    /// upstream's one wait queue; shared across reloads like the breakers.
+    pub bulkhead: Arc<Bulkhead>,
     next: AtomicUsize,
 }
 
@@ -76,6 +81,26 @@ pub struct Upstream {
 pub struct Unavailable {
     /// Until the earliest backend is expected to admit calls again.
     pub retry_after: Duration,
+}
+
+/// Why [`Upstream::attempt`] or [`Upstream::admit`] admitted no call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Every backend's breaker refuses: the service is failing.
+    Unavailable(Unavailable),
+    /// Backends the breakers admit are all at `max_in_flight`, and the queue was full or
+    /// the wait timed out: the service is busy, not broken.
+    Overloaded(Shed),
+}
+
+impl Refused {
+    /// How long the client is told to wait.
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            Refused::Unavailable(u) => u.retry_after,
+            Refused::Overloaded(_) => SHED_RETRY_AFTER,
+        }
+    }
 }
 
 impl Upstream {
@@ -135,59 +160,80 @@ impl Upstream {
                 }
             })
             .collect();
+        let bulkhead = match previous {
+            Some(p) => {
+                p.bulkhead.set_limit(spec.limit);
+                p.bulkhead.clone()
+            }
+            None => Arc::new(Bulkhead::new(spec.limit)),
+        };
         Upstream {
             name: spec.name.clone(),
             breaker_name: spec.breaker.clone(),
             backends,
             failure_statuses: spec.failure_statuses.clone(),
             connect_retries: spec.connect_retries,
+            bulkhead,
             next: AtomicUsize::new(0),
         }
     }
 
     /// Admits one call: round-robin over the backends not yet `tried` (a bit per index) whose
-    /// breaker admits a call now. Open backends are skipped; half-open ones hand out probe
-    /// permits. The [`Attempt`] owns the permit until it is settled.
-    pub fn attempt(self: &Arc<Self>, tried: u64, now: Instant) -> Result<Attempt, Unavailable> {
+    /// breaker admits a call now and that have a slot under `max_in_flight`. Open backends
+    /// are skipped; half-open ones hand out probe permits. The slot is taken before the
+    /// breaker's permit, so a call refused for want of a slot never touches the breaker.
+    /// The [`Attempt`] owns both until it is settled and dropped. Never waits.
+    pub fn attempt(self: &Arc<Self>, tried: u64, now: Instant) -> Result<Attempt, Refused> {
         let count = self.backends.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut retry_after: Option<Duration> = None;
+        let mut full = false;
+        let mut refused = |rejected: crate::breaker::Rejected| {
+            retry_after =
+                Some(retry_after.map_or(rejected.retry_after, |r| r.min(rejected.retry_after)));
+        };
         for offset in 0..count {
             let index = (start + offset) % count;
             if tried & (1 << index) != 0 {
                 continue;
             }
-            match self.backends[index].breaker.try_acquire(now) {
+            let backend = &self.backends[index];
+            if let Err(rejected) = backend.breaker.peek(now) {
+                refused(rejected);
+                continue;
+            }
+            if !self.bulkhead.try_take(&backend.in_flight) {
+                full = true;
+                continue;
+            }
+            match backend.breaker.try_acquire(now) {
                 Ok(permit) => return Ok(Attempt::admit(self.clone(), index, permit, now)),
                 Err(rejected) => {
-                    retry_after = Some(
-                        retry_after.map_or(rejected.retry_after, |r| r.min(rejected.retry_after)),
-                    );
+                    self.bulkhead.release(&backend.in_flight);
+                    refused(rejected);
                 }
             }
         }
-        Err(Unavailable {
+        if full {
+            return Err(Refused::Overloaded(Shed::QueueFull));
+        }
+        Err(Refused::Unavailable(Unavailable {
             retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
-        })
+        }))
     }
 
-    /// Whether any backend would admit a call, without taking a permit. Lets
-    /// `request_filter` refuse early and keep the client connection alive.
-    pub fn check_available(&self, now: Instant) -> Result<(), Unavailable> {
-        let mut retry_after: Option<Duration> = None;
-        for backend in &self.backends {
-            match backend.breaker.peek(now) {
-                Ok(()) => return Ok(()),
-                Err(rejected) => {
-                    retry_after = Some(
-                        retry_after.map_or(rejected.retry_after, |r| r.min(rejected.retry_after)),
-                    );
-                }
-            }
-        }
-        Err(Unavailable {
-            retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
-        })
+    /// Like [`Upstream::attempt`], but when the backends are only busy (at `max_in_flight`),
+    /// waits in the upstream's queue for a slot, within `max_queued` and `queue_timeout`.
+    /// A breaker refusal ends the wait at once.
+    pub async fn admit(self: &Arc<Self>, tried: u64) -> Result<Attempt, Refused> {
+        let admitted = self
+            .bulkhead
+            .admit(|| match self.attempt(tried, Instant::now()) {
+                Err(Refused::Overloaded(_)) => None,
+                other => Some(other),
+            })
+            .await;
+        admitted.unwrap_or_else(|shed| Err(Refused::Overloaded(shed)))
     }
 
     /// Whether a backend other than those `tried` exists at all.
@@ -201,7 +247,12 @@ impl Upstream {
             let kept = next.is_some_and(|n| n.backends.iter().any(|b| b.addr == backend.addr));
             if !kept {
                 let _ = metrics::BREAKER_STATE.remove_label_values(&[&*self.name, &*backend.label]);
+                let _ = metrics::UPSTREAM_IN_FLIGHT
+                    .remove_label_values(&[&*self.name, &*backend.label]);
             }
+        }
+        if next.is_none() {
+            let _ = metrics::UPSTREAM_QUEUED.remove_label_values(&[&*self.name, "upstream"]);
         }
     }
 

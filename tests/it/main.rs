@@ -7,6 +7,7 @@ mod support;
 
 mod auth;
 mod breaker;
+mod bulkhead;
 mod cache;
 mod cli;
 mod client_limits;

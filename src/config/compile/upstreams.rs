@@ -12,10 +12,14 @@ use super::{
     Part, Problems,
     breakers::{Breakers, Compiled},
 };
-use crate::config::{BackendSpec, UpstreamSpec, file::UpstreamConfig};
+use crate::config::{
+    BackendSpec, ConcurrencyLimit, UpstreamSpec, file::UpstreamConfig, units::Switch,
+};
 
 /// Upper bound that catches a typo (an extra zero) rather than encodes a real limit.
 const MAX_CONNECT_RETRIES: i64 = 16;
+/// Upper bound of `max_in_flight` and `max_queued`: a typo, not a limit anyone means.
+const MAX_CONCURRENCY: i64 = 1_000_000;
 
 pub(super) fn compile(
     problems: &mut Problems<'_>,
@@ -79,6 +83,12 @@ fn upstream(
             ),
         );
     }
+    let limit = concurrency_limit(
+        &mut part,
+        config.max_in_flight,
+        config.max_queued,
+        config.queue_timeout.0,
+    );
     part.passed()?;
     let breaker = breaker?;
     Some(UpstreamSpec {
@@ -92,7 +102,49 @@ fn upstream(
         policy: breaker.policy,
         failure_statuses: breaker.failure_statuses,
         connect_retries: u32::try_from(config.connect_retries).unwrap_or(0),
+        limit,
     })
+}
+
+/// Checks a bulkhead's keys (`max_in_flight`, `max_queued`, `queue_timeout` in `part`).
+pub(super) fn concurrency_limit(
+    part: &mut Part<'_, '_>,
+    max_in_flight: Switch<i64>,
+    max_queued: i64,
+    queue_timeout: std::time::Duration,
+) -> ConcurrencyLimit {
+    let max_in_flight = max_in_flight.into_option();
+    if let Some(n) = max_in_flight {
+        if !(1..=MAX_CONCURRENCY).contains(&n) {
+            part.add(
+                "max_in_flight",
+                format!("must be `off` or between 1 and {MAX_CONCURRENCY}, got {n}"),
+            );
+        }
+    }
+    if !(0..=MAX_CONCURRENCY).contains(&max_queued) {
+        part.add(
+            "max_queued",
+            format!("must be between 0 and {MAX_CONCURRENCY}, got {max_queued}"),
+        );
+    }
+    if max_queued > 0 && max_in_flight.is_none() {
+        part.add(
+            "max_queued",
+            "a queue needs a limit to wait for: set max_in_flight too",
+        );
+    }
+    if max_queued > 0 && queue_timeout.is_zero() {
+        part.add(
+            "queue_timeout",
+            "must be greater than zero when max_queued is more than 0",
+        );
+    }
+    ConcurrencyLimit {
+        max_in_flight: max_in_flight.and_then(|n| usize::try_from(n).ok()),
+        max_queued: usize::try_from(max_queued).unwrap_or(0),
+        queue_timeout,
+    }
 }
 
 /// A backend address: `ip:port`, or `host:port` resolved now (the first address).

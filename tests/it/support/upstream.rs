@@ -1,6 +1,7 @@
 //! A real HTTP/1.1 origin on an ephemeral loopback port whose behaviour a test switches at
 //! will: echo, fixed status, slow, hung, truncated, or dropping the connection mid-request.
-//! It counts every request it receives, so tests can prove what reached it.
+//! It counts every request it receives, so tests can prove what reached it; `GET /healthz`
+//! answers the status set with [`TestUpstream::set_health`] and is counted apart.
 
 use std::{
     net::SocketAddr,
@@ -36,12 +37,22 @@ pub enum Mode {
     Drop,
     /// 200 with a body of this many bytes, written as fast as the reader takes them.
     Large(usize),
+    /// Hold each request until the test lets it go ([`TestUpstream::release`]), then
+    /// answer this status (200: echo). Counts the requests held at once.
+    Hold(u16),
 }
 
 struct Shared {
     mode: Mutex<Mode>,
     hits: AtomicUsize,
     connections: AtomicUsize,
+    /// Permits to answer held requests.
+    gate: tokio::sync::Semaphore,
+    /// Requests being worked on now, and the most ever at once.
+    active: AtomicUsize,
+    peak: AtomicUsize,
+    health: std::sync::atomic::AtomicU16,
+    health_hits: AtomicUsize,
 }
 
 pub struct TestUpstream {
@@ -58,6 +69,11 @@ impl TestUpstream {
             mode: Mutex::new(mode),
             hits: AtomicUsize::new(0),
             connections: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+            active: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+            health: std::sync::atomic::AtomicU16::new(200),
+            health_hits: AtomicUsize::new(0),
         });
         let mut upstream = TestUpstream {
             addr,
@@ -94,8 +110,24 @@ impl TestUpstream {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    /// Requests received, `/healthz` aside.
     pub fn hits(&self) -> usize {
         self.shared.hits.load(Ordering::SeqCst)
+    }
+
+    /// Lets `n` held requests (present or future) be answered.
+    pub fn release(&self, n: usize) {
+        self.shared.gate.add_permits(n);
+    }
+
+    /// Requests held right now.
+    pub fn active(&self) -> usize {
+        self.shared.active.load(Ordering::SeqCst)
+    }
+
+    /// The most requests ever held at once.
+    pub fn peak(&self) -> usize {
+        self.shared.peak.load(Ordering::SeqCst)
     }
 
     /// Kills the server: the listener closes (connections are refused) and every open
@@ -169,6 +201,15 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Re
 async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
     let mut buffer = Vec::new();
     while let Some(request) = read_request(&mut stream, &mut buffer).await {
+        if request.method == "GET" && request.target == "/healthz" {
+            shared.health_hits.fetch_add(1, Ordering::SeqCst);
+            let status = shared.health.load(Ordering::SeqCst);
+            let response = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok");
+            if stream.write_all(response.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
         shared.hits.fetch_add(1, Ordering::SeqCst);
         let mode = shared.mode.lock().unwrap().clone();
         let (status, body) = match mode {
@@ -181,6 +222,19 @@ async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
                     .and_then(|(_, s)| s.get(..3)?.parse().ok())
                     .unwrap_or(200);
                 (status, json!({ "status": status }).to_string())
+            }
+            Mode::Hold(status) => {
+                let now = shared.active.fetch_add(1, Ordering::SeqCst) + 1;
+                shared.peak.fetch_max(now, Ordering::SeqCst);
+                let permit = shared.gate.acquire().await;
+                shared.active.fetch_sub(1, Ordering::SeqCst);
+                if let Ok(permit) = permit {
+                    permit.forget();
+                }
+                match status {
+                    200 => (200, echo(&request)),
+                    status => (status, json!({ "status": status }).to_string()),
+                }
             }
             Mode::Delay(delay) => {
                 tokio::time::sleep(delay).await;
