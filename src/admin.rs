@@ -265,6 +265,16 @@ fn transition_report(t: &Transition, now: Instant) -> TransitionReport {
 #[derive(Serialize)]
 pub struct LimitsReport {
     pub upstreams: Vec<UpstreamLimitsReport>,
+    /// `null` without an `auth` section.
+    pub token_exchange: Option<ExchangeLimitsReport>,
+}
+
+#[derive(Serialize)]
+pub struct ExchangeLimitsReport {
+    pub upstream: String,
+    #[serde(flatten)]
+    pub limit: ConcurrencyReport,
+    pub in_flight: usize,
 }
 
 #[derive(Serialize)]
@@ -319,6 +329,11 @@ pub fn limits_report(state: &State) -> LimitsReport {
                     .collect(),
             })
             .collect(),
+        token_exchange: state.config.auth.as_ref().map(|auth| ExchangeLimitsReport {
+            upstream: auth.upstream.to_string(),
+            limit: concurrency_report(state.exchange_limit.bulkhead()),
+            in_flight: state.exchange_limit.in_flight(),
+        }),
     }
 }
 
@@ -334,5 +349,11 @@ fn report_limit_gauges(state: &State) {
         metrics::UPSTREAM_QUEUED
             .with_label_values(&[&*upstream.name, "upstream"])
             .set(i64::try_from(upstream.bulkhead.queued()).unwrap_or(i64::MAX));
+    }
+    if let Some(auth) = &state.config.auth {
+        let queued = state.exchange_limit.bulkhead().queued();
+        metrics::UPSTREAM_QUEUED
+            .with_label_values(&[&*auth.upstream, "token_exchange"])
+            .set(i64::try_from(queued).unwrap_or(i64::MAX));
     }
 }

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use gateway::{
     Config, GatewayServer,
-    config::{explain_breaker, explain_upstream},
+    config::{explain_breaker, explain_limit, explain_upstream},
     reload::process_env,
     server::{ReloadOptions, StartError},
 };
@@ -108,6 +108,18 @@ fn check(path: &std::path::Path, explain: bool) -> ExitCode {
             let lines = explain_upstream(upstream);
             if !lines.is_empty() {
                 println!("\nupstream {}:", upstream.name);
+                for line in lines {
+                    println!("  - {line}");
+                }
+            }
+        }
+        if let Some(auth) = &config.auth {
+            let lines = explain_limit(&auth.exchange_limit, "the token exchange");
+            if !lines.is_empty() {
+                println!(
+                    "\ntoken exchange (auth.token_endpoint, at {}):",
+                    auth.upstream
+                );
                 for line in lines {
                     println!("  - {line}");
                 }

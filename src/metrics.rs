@@ -119,7 +119,7 @@ pub static TOKEN_CACHE: LazyLock<IntCounterVec> = LazyLock::new(|| {
 pub static AUTH_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "gateway_auth_requests_total",
-        "Credential exchanges at the token endpoint, by outcome: ok, rejected, unavailable, invalid_token.",
+        "Credential exchanges at the token endpoint, by outcome: ok, rejected, unavailable, invalid_token, shed.",
         &["outcome"],
     )
 });

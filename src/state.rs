@@ -9,9 +9,9 @@ use std::{sync::Arc, time::Instant};
 use crate::{
     auth::{JwtVerifier, TokenProvider, exchange::UsersTokenSource},
     cache::{ResponseCache, StoreError},
-    config::Config,
+    config::{ConcurrencyLimit, Config},
     router::Router,
-    upstream::Upstream,
+    upstream::{Upstream, bulkhead::Limiter},
 };
 
 #[derive(Debug)]
@@ -21,6 +21,9 @@ pub struct State {
     pub upstreams: Vec<Arc<Upstream>>,
     /// Present when the config has an `auth` section.
     pub auth: Option<Arc<TokenProvider>>,
+    /// The token exchange's concurrency limit, inherited by every next `State` (its
+    /// limits change in place) so that exchanges in flight stay counted across reloads.
+    pub exchange_limit: Arc<Limiter>,
     pub cache: Arc<ResponseCache>,
 }
 
@@ -39,8 +42,23 @@ impl State {
                 Arc::new(Upstream::new(spec, origin, before.map(|u| &**u)))
             })
             .collect();
+        let limit = config
+            .auth
+            .as_ref()
+            .map_or(ConcurrencyLimit::UNLIMITED, |a| a.exchange_limit);
+        let exchange_limit = match previous {
+            Some(p) => {
+                p.exchange_limit.bulkhead().set_limit(limit);
+                p.exchange_limit.clone()
+            }
+            None => Arc::new(Limiter::new(limit)),
+        };
+        let same_provider = |p: &State| match (&p.config.auth, &config.auth) {
+            (Some(before), Some(now)) => before.same_provider(now),
+            (before, now) => before.is_none() && now.is_none(),
+        };
         let auth = match previous {
-            Some(p) if p.config.auth == config.auth => p.auth.clone(),
+            Some(p) if same_provider(p) => p.auth.clone(),
             _ => config.auth.as_ref().map(|settings| {
                 let verifier = JwtVerifier::new(
                     settings.secret.expose(),
@@ -50,7 +68,10 @@ impl State {
                 Arc::new(TokenProvider::new(
                     settings.upstream.clone(),
                     verifier,
-                    Arc::new(UsersTokenSource::new(settings.path.clone())),
+                    Arc::new(UsersTokenSource::new(
+                        settings.path.clone(),
+                        exchange_limit.clone(),
+                    )),
                     settings.cache,
                 ))
             }),
@@ -63,6 +84,7 @@ impl State {
             router: Router::new(&config.routes),
             upstreams,
             auth,
+            exchange_limit,
             cache,
             config: Arc::new(config),
         })

@@ -2,7 +2,8 @@
 //! credential, over Pingora's own connector (its pool, the upstream's timeouts), through
 //! the users upstream's circuit breakers exactly like a proxied call. A 401 is the
 //! client's mistake and a success for the breaker; a connect error, timeout or failure
-//! status is the service's trouble and counts against it.
+//! status is the service's trouble and counts against it. Exchanges wait for a slot of their
+//! own concurrency limit first (`auth.token_endpoint.max_in_flight`).
 
 use std::{
     sync::Arc,
@@ -19,7 +20,10 @@ use super::{FetchError, TokenSource};
 use crate::{
     breaker::FailureKind,
     metrics,
-    upstream::{Attempt, Refused, Upstream},
+    upstream::{
+        Attempt, Refused, Upstream,
+        bulkhead::{Limiter, SHED_RETRY_AFTER},
+    },
 };
 
 /// A token is a few hundred bytes; anything much larger is not a token.
@@ -30,13 +34,16 @@ const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 pub struct UsersTokenSource {
     path: String,
     connector: Connector,
+    /// Exchanges in flight at once, and the queue before them (`auth.token_endpoint`).
+    limit: Arc<Limiter>,
 }
 
 impl UsersTokenSource {
-    pub fn new(path: String) -> Self {
+    pub fn new(path: String, limit: Arc<Limiter>) -> Self {
         UsersTokenSource {
             path,
             connector: Connector::new(None),
+            limit,
         }
     }
 }
@@ -60,6 +67,19 @@ impl TokenSource for UsersTokenSource {
         basic: &str,
         request_id: &str,
     ) -> Result<String, FetchError> {
+        // Held for the whole exchange: a login flood waits (or is refused) here, and the
+        // service never has more verifications at once than it can finish in time.
+        let _slot = match self.limit.take().await {
+            Ok(slot) => slot,
+            Err(shed) => {
+                metrics::UPSTREAM_SHED
+                    .with_label_values(&[&*users.name, "token_exchange", shed.as_str()])
+                    .inc();
+                return Err(FetchError::Overloaded {
+                    retry_after: SHED_RETRY_AFTER,
+                });
+            }
+        };
         let mut tried = 0u64;
         let mut attempts = 0u32;
         let mut stale_retry_left = true;
@@ -79,10 +99,9 @@ impl TokenSource for UsersTokenSource {
                     metrics::UPSTREAM_SHED
                         .with_label_values(&[&*users.name, "upstream", shed.as_str()])
                         .inc();
-                    return Err(unavailable(
-                        refused.retry_after(),
-                        "the users service is at its concurrency limit",
-                    ));
+                    return Err(FetchError::Overloaded {
+                        retry_after: refused.retry_after(),
+                    });
                 }
             };
             tried |= 1 << attempt.backend_index();

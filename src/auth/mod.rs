@@ -40,6 +40,9 @@ pub enum FetchError {
         retry_after: Duration,
         reason: String,
     },
+    /// Not asked: the exchange's (or the users upstream's) concurrency limit was reached.
+    #[error("too many credential exchanges at once")]
+    Overloaded { retry_after: Duration },
 }
 
 /// Where tokens come from. The real source calls the users service over HTTP
@@ -72,6 +75,9 @@ pub enum AuthError {
         retry_after: Duration,
         reason: String,
     },
+    /// Too many exchanges at once: not asked, try again shortly.
+    #[error("too many credential exchanges at once")]
+    Overloaded { retry_after: Duration },
 }
 
 #[derive(Debug, Clone)]
@@ -329,6 +335,9 @@ impl TokenProvider {
                     reason,
                 }),
             ),
+            Err(FetchError::Overloaded { retry_after }) => {
+                ("shed", Err(AuthError::Overloaded { retry_after }))
+            }
         };
         metrics::AUTH_REQUESTS.with_label_values(&[outcome]).inc();
         entry

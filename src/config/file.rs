@@ -149,6 +149,18 @@ pub struct TokenEndpointConfig {
     /// Path of the exchange, called with GET and the client's Basic credential. Default `/auth`.
     #[serde(default = "default_token_path")]
     pub path: String,
+    /// Most exchanges in flight at once (`off`: no limit of their own). Default: what the
+    /// users service can verify within half its `read_timeout` on one core at ~35 ms per
+    /// Argon2id verification (`read_timeout / 70ms`: 71 for 5s).
+    #[serde(default)]
+    pub max_in_flight: Option<Switch<i64>>,
+    /// Exchanges that may wait for a slot; more are answered 503 at once. Default: as many
+    /// as `max_in_flight`.
+    #[serde(default)]
+    pub max_queued: Option<i64>,
+    /// Longest an exchange waits for a slot. Default 1s.
+    #[serde(default = "default_queue_timeout")]
+    pub queue_timeout: HumanDuration,
 }
 
 #[derive(Debug, Deserialize)]

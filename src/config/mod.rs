@@ -75,6 +75,18 @@ pub struct AuthSettings {
     pub algorithms: Vec<jsonwebtoken::Algorithm>,
     pub leeway: Duration,
     pub cache: TokenCacheSettings,
+    /// The exchange's own bulkhead; changes apply in place (the token cache is kept).
+    pub exchange_limit: ConcurrencyLimit,
+}
+
+impl AuthSettings {
+    /// Whether `other` needs a new token provider (and so a new token cache): any change
+    /// but the exchange's limits, which apply in place.
+    pub fn same_provider(&self, other: &AuthSettings) -> bool {
+        let mut same = other.clone();
+        same.exchange_limit = self.exchange_limit;
+        *self == same
+    }
 }
 
 /// The compiled `auth.token_cache` block: how long exchanged tokens and refusals are kept.

@@ -99,6 +99,9 @@ impl Gateway {
                 warn!(request_id = %ctx.request_id, %reason, "credential exchange failed");
                 Problem::auth_unavailable(provider.service(), retry_after)
             }
+            AuthError::Overloaded { retry_after } => {
+                Problem::overloaded(provider.service(), retry_after)
+            }
         })
     }
 }

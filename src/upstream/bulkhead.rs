@@ -154,30 +154,52 @@ impl Drop for QueueTicket<'_> {
     }
 }
 
-/// One slot of a bulkhead with a single counter (the token exchange's), given back on drop.
+/// A bulkhead over a counter of its own: the token exchange's limit. Shared across
+/// reloads by the `State`s, like the upstreams' bulkheads.
 #[derive(Debug)]
-pub struct Slot {
-    bulkhead: Arc<Bulkhead>,
-    slots: Arc<AtomicUsize>,
+pub struct Limiter {
+    bulkhead: Bulkhead,
+    in_flight: AtomicUsize,
 }
 
-impl Slot {
-    /// Waits for a slot of `slots` under `bulkhead`'s limits.
-    pub async fn take(bulkhead: &Arc<Bulkhead>, slots: &Arc<AtomicUsize>) -> Result<Slot, Shed> {
-        bulkhead
+impl Limiter {
+    pub fn new(limit: ConcurrencyLimit) -> Self {
+        Limiter {
+            bulkhead: Bulkhead::new(limit),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn bulkhead(&self) -> &Bulkhead {
+        &self.bulkhead
+    }
+
+    /// Slots taken now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Waits for a slot under the limits in force (see [`Bulkhead::admit`]).
+    pub async fn take(self: &Arc<Self>) -> Result<Slot, Shed> {
+        self.bulkhead
             .admit(|| {
-                bulkhead.try_take(slots).then(|| Slot {
-                    bulkhead: bulkhead.clone(),
-                    slots: slots.clone(),
+                self.bulkhead.try_take(&self.in_flight).then(|| Slot {
+                    limiter: self.clone(),
                 })
             })
             .await
     }
 }
 
+/// One slot of a [`Limiter`], given back on drop.
+#[derive(Debug)]
+pub struct Slot {
+    limiter: Arc<Limiter>,
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.bulkhead.release(&self.slots);
+        self.limiter.bulkhead.release(&self.limiter.in_flight);
     }
 }
 
@@ -195,6 +217,10 @@ mod tests {
 
     fn setup(l: ConcurrencyLimit) -> (Arc<Bulkhead>, Arc<AtomicUsize>) {
         (Arc::new(Bulkhead::new(l)), Arc::new(AtomicUsize::new(0)))
+    }
+
+    fn limiter(l: ConcurrencyLimit) -> Arc<Limiter> {
+        Arc::new(Limiter::new(l))
     }
 
     #[test]
@@ -219,61 +245,58 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn without_a_queue_a_full_bulkhead_refuses_at_once() {
-        let (b, slots) = setup(limit(1, 0, 1000));
-        let _held = Slot::take(&b, &slots).await.unwrap();
+        let l = limiter(limit(1, 0, 1000));
+        let _held = l.take().await.unwrap();
         let started = tokio::time::Instant::now();
-        assert_eq!(Slot::take(&b, &slots).await.unwrap_err(), Shed::QueueFull);
+        assert_eq!(l.take().await.unwrap_err(), Shed::QueueFull);
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_waiter_gets_the_slot_a_finished_call_frees() {
-        let (b, slots) = setup(limit(1, 1, 60_000));
-        let held = Slot::take(&b, &slots).await.unwrap();
+        let l = limiter(limit(1, 1, 60_000));
+        let held = l.take().await.unwrap();
         let waiter = tokio::spawn({
-            let (b, slots) = (b.clone(), slots.clone());
-            async move { Slot::take(&b, &slots).await.map(|_| ()) }
+            let l = l.clone();
+            async move { l.take().await.map(|_| ()) }
         });
-        while b.queued() == 0 {
+        while l.bulkhead().queued() == 0 {
             tokio::task::yield_now().await;
         }
         // The queue holds one: a third caller is refused at once.
-        assert_eq!(Slot::take(&b, &slots).await.unwrap_err(), Shed::QueueFull);
+        assert_eq!(l.take().await.unwrap_err(), Shed::QueueFull);
         drop(held);
         assert_eq!(waiter.await.unwrap(), Ok(()));
-        assert_eq!(b.queued(), 0);
-        assert_eq!(slots.load(Ordering::SeqCst), 0);
+        assert_eq!(l.bulkhead().queued(), 0);
+        assert_eq!(l.in_flight(), 0);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_waiter_gives_up_after_the_queue_timeout() {
-        let (b, slots) = setup(limit(1, 4, 250));
-        let _held = Slot::take(&b, &slots).await.unwrap();
+        let l = limiter(limit(1, 4, 250));
+        let _held = l.take().await.unwrap();
         let started = tokio::time::Instant::now();
-        assert_eq!(
-            Slot::take(&b, &slots).await.unwrap_err(),
-            Shed::QueueTimeout
-        );
+        assert_eq!(l.take().await.unwrap_err(), Shed::QueueTimeout);
         assert_eq!(started.elapsed(), Duration::from_millis(250));
-        assert_eq!(b.queued(), 0, "the ticket is given back");
+        assert_eq!(l.bulkhead().queued(), 0, "the ticket is given back");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_waiter_that_leaves_passes_its_wake_up_on() {
-        let (b, slots) = setup(limit(1, 2, 60_000));
-        let held = Slot::take(&b, &slots).await.unwrap();
+        let l = limiter(limit(1, 2, 60_000));
+        let held = l.take().await.unwrap();
         let first = tokio::spawn({
-            let (b, slots) = (b.clone(), slots.clone());
-            async move { Slot::take(&b, &slots).await.map(|_| ()) }
+            let l = l.clone();
+            async move { l.take().await.map(|_| ()) }
         });
-        while b.queued() < 1 {
+        while l.bulkhead().queued() < 1 {
             tokio::task::yield_now().await;
         }
         let second = tokio::spawn({
-            let (b, slots) = (b.clone(), slots.clone());
-            async move { Slot::take(&b, &slots).await.map(|_| ()) }
+            let l = l.clone();
+            async move { l.take().await.map(|_| ()) }
         });
-        while b.queued() < 2 {
+        while l.bulkhead().queued() < 2 {
             tokio::task::yield_now().await;
         }
         // The first waiter is woken and cancelled before it runs: the wake-up must reach
@@ -285,16 +308,16 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_raised_limit_admits_waiters_at_once() {
-        let (b, slots) = setup(limit(1, 1, 60_000));
-        let _held = Slot::take(&b, &slots).await.unwrap();
+        let l = limiter(limit(1, 1, 60_000));
+        let _held = l.take().await.unwrap();
         let waiter = tokio::spawn({
-            let (b, slots) = (b.clone(), slots.clone());
-            async move { Slot::take(&b, &slots).await.map(|_| ()) }
+            let l = l.clone();
+            async move { l.take().await.map(|_| ()) }
         });
-        while b.queued() == 0 {
+        while l.bulkhead().queued() == 0 {
             tokio::task::yield_now().await;
         }
-        b.set_limit(limit(2, 1, 60_000));
+        l.bulkhead().set_limit(limit(2, 1, 60_000));
         assert_eq!(waiter.await.unwrap(), Ok(()));
     }
 

@@ -198,3 +198,73 @@ async fn a_reload_changes_max_in_flight_live_and_keeps_counts_and_breakers() {
     assert_eq!(second.join_next().await.unwrap().unwrap().0, 200);
     assert_eq!(held.join_next().await.unwrap().unwrap().0, 200);
 }
+
+/// `n` concurrent requests on an authenticated route, each with credentials never seen
+/// before (so each needs an exchange); each task returns (status, problem type).
+fn fresh_logins(gateway: &TestGateway, n: usize) -> JoinSet<(u16, String)> {
+    use base64::Engine as _;
+    let http = client();
+    let mut requests = JoinSet::new();
+    for i in 0..n {
+        let (http, url) = (http.clone(), gateway.url("/svc"));
+        let credential =
+            base64::engine::general_purpose::STANDARD.encode(format!("login{i}:password{i}"));
+        requests.spawn(async move {
+            let response = http
+                .get(&url)
+                .header("authorization", format!("Basic {credential}"))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            (status, body["type"].as_str().unwrap_or_default().to_owned())
+        });
+    }
+    requests
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fresh_logins_never_exceed_the_exchange_limit_at_the_users_service() {
+    // A users service that holds every /auth call until the test lets it go, then refuses
+    // the credential: it counts how many it had at once.
+    let users = TestUpstream::start(Mode::Hold(401)).await;
+    let svc = TestUpstream::start(Mode::Echo).await;
+    let gateway = TestGateway::start(&format!(
+        "upstreams:\n  exchange_users: {{ backends: [\"{}\"] }}\n  exchange_svc: {{ backends: [\"{}\"] }}\nauth:\n  token_endpoint: {{ upstream: exchange_users, path: /auth, max_in_flight: 3, max_queued: 3, queue_timeout: 60s }}\nroutes:\n  - {{ path: /svc, upstream: exchange_svc }}\n",
+        users.addr, svc.addr
+    ))
+    .await;
+
+    let mut logins = fresh_logins(&gateway, 10);
+    // Three at the service, three waiting at the gateway, four refused at once.
+    let mut refused = 0;
+    while refused < 4 {
+        let (status, kind) = logins.join_next().await.unwrap().unwrap();
+        assert_eq!((status, kind.as_str()), (503, "/errors/overloaded"));
+        refused += 1;
+    }
+    eventually(Duration::from_secs(5), || async { users.active() == 3 }).await;
+    assert_eq!(users.hits(), 3, "no more /auth calls than the limit");
+    let text = gateway.metrics().await;
+    let labels = [("upstream", "exchange_users"), ("limit", "token_exchange")];
+    assert_eq!(
+        metric(&text, "gateway_upstream_shed_total", &labels),
+        Some(4.0)
+    );
+    let report = gateway.admin_json("/admin/limits").await;
+    assert_eq!(report["token_exchange"]["in_flight"], 3, "{report}");
+    assert_eq!(report["token_exchange"]["queued"], 3, "{report}");
+
+    users.release(6);
+    while let Some(answer) = logins.join_next().await {
+        assert_eq!(answer.unwrap().0, 401);
+    }
+    assert_eq!(users.hits(), 6);
+    assert_eq!(users.peak(), 3, "never more than max_in_flight at once");
+    assert_eq!(svc.hits(), 0);
+    // A refused credential or a shed exchange is no failure of the users service.
+    let breaker = gateway.breaker("exchange_users", users.addr).await;
+    assert_eq!(breaker["state"], "closed", "{breaker}");
+    assert_eq!(breaker["failures"], 0, "{breaker}");
+}

@@ -98,6 +98,31 @@ fn defaults_fill_every_omitted_key() {
         a.failure_statuses.iter().collect::<Vec<_>>(),
         [500, 502, 503, 504]
     );
+    assert_eq!(a.limit.max_in_flight, None);
+    assert_eq!(a.limit.max_queued, 0);
+    assert_eq!(a.limit.queue_timeout.as_secs(), 1);
+}
+
+#[test]
+fn the_exchange_limit_defaults_to_what_the_users_service_verifies_in_half_its_read_timeout() {
+    let env = |name: &str| (name == "JWT_SECRET").then(|| "s".repeat(32));
+    let parse = |users: &str| {
+        let text = format!(
+            "upstreams:\n  users: {{ backends: [127.0.0.1:1]{users} }}\nauth:\n  token_endpoint: {{ upstream: users }}\nroutes:\n  - {{ path: /, upstream: users }}\n"
+        );
+        Config::parse_with_env(&text, &env)
+            .unwrap()
+            .auth
+            .unwrap()
+            .exchange_limit
+    };
+    // 5s read timeout: 2.5s of 35 ms verifications on one core.
+    let limit = parse("");
+    assert_eq!(limit.max_in_flight, Some(71));
+    assert_eq!(limit.max_queued, 71);
+    assert_eq!(limit.queue_timeout.as_secs(), 1);
+    assert_eq!(parse(", read_timeout: 1s").max_in_flight, Some(14));
+    assert_eq!(parse(", read_timeout: 10ms").max_in_flight, Some(1));
 }
 
 /// A deployment's config (compose, Kubernetes) compiles but for its backend host names,

@@ -3,11 +3,16 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use super::{Env, Problems};
+use super::{Env, Problems, upstreams::concurrency_limit};
 use crate::config::{
     AuthSettings, Secret, TokenCacheSettings,
     file::{AuthConfig, UpstreamConfig},
+    units::Switch,
 };
+
+/// Time an Argon2id verification takes on one core of the users service (measured on the
+/// travel service; see docs/security.md).
+const VERIFICATION: std::time::Duration = std::time::Duration::from_millis(35);
 
 /// Shortest HMAC secret accepted: 256 bits, as RFC 7518 requires for HS256.
 const MIN_SECRET_BYTES: usize = 32;
@@ -80,6 +85,25 @@ pub(super) fn compile(
             format!("must be 0 (no cache) or more, got {}", cache.capacity),
         );
     }
+    // By default, no more exchanges at once than the service can verify within half its
+    // read timeout on a single core: none of them can then time out there.
+    let derived = upstreams.get(&endpoint.upstream).map_or(1, |users| {
+        let budget = users.read_timeout.0 / 2;
+        i64::try_from(budget.as_nanos() / VERIFICATION.as_nanos())
+            .unwrap_or(1)
+            .max(1)
+    });
+    let max_in_flight = endpoint.max_in_flight.unwrap_or(Switch::On(derived));
+    let max_queued = endpoint
+        .max_queued
+        .unwrap_or_else(|| max_in_flight.into_option().unwrap_or(0));
+    let mut limit_part = part.problems.part("auth.token_endpoint");
+    let exchange_limit = concurrency_limit(
+        &mut limit_part,
+        max_in_flight,
+        max_queued,
+        endpoint.queue_timeout.0,
+    );
     part.passed()?;
     Some(AuthSettings {
         upstream: Arc::from(endpoint.upstream.as_str()),
@@ -92,5 +116,6 @@ pub(super) fn compile(
             refresh_before_expiry: cache.refresh_before_expiry.0,
             negative_ttl: cache.negative_ttl.0,
         },
+        exchange_limit,
     })
 }
