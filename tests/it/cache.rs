@@ -548,6 +548,25 @@ async fn redis_hung_then_killed_then_restarted_is_used_again_within_two_seconds(
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn admin_cache_reports_the_memory_store_as_always_up() {
+    let gateway = TestGateway::start(
+        "upstreams:\n  origin: { backends: [\"127.0.0.1:9\"] }\nroutes:\n  - { path: /shared, upstream: origin, auth: none, cache: { ttl: 60s, scope: shared } }\n",
+    )
+    .await;
+    assert_eq!(
+        gateway.admin_json("/admin/cache").await,
+        serde_json::json!({
+            "store": "memory",
+            "up": true,
+            "since": null,
+            "for_seconds": null,
+            "last_error": null,
+            "failed_attempts": 0
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn concurrent_misses_make_one_upstream_request_and_head_is_served_from_get() {
     use crate::support::{Mode, TestUpstream};
     let origin = TestUpstream::start(Mode::Delay(Duration::from_millis(300))).await;

@@ -8,13 +8,14 @@
 //! that reconnect until its own deadline. Here the rule does not depend on the error: any
 //! failure except an error *reply* (which proves the server answered) discards the
 //! connection; while there is none, operations fail at once (the request goes on uncached)
-//! and one background task tries again every [`RETRY_EVERY`] until a connection answers.
+//! and one background task tries again every [`RETRY_EVERY`] until a connection answers
+//! (or the store is dropped, say replaced by a reload: the task holds it only weakly).
 
 use std::{
     fmt::Display,
     future::Future,
     sync::{
-        Arc,
+        Arc, Weak,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant, SystemTime},
@@ -222,15 +223,32 @@ impl<K: Connector> Shared<K> {
         // Moved into the task, so the flag is cleared however the task ends (a runtime
         // shut down under it, or before it ever ran, included): a dead task never blocks
         // the next reconnect.
-        let flag = ClearOnDrop(self.clone());
+        let flag = ClearOnDrop(Arc::downgrade(self));
         runtime.spawn(async move {
-            flag.0.reconnect().await;
+            Self::reconnect(&flag.0).await;
             drop(flag);
         });
     }
 
-    async fn reconnect(self: &Arc<Self>) {
+    /// Tries until a connection answers, or until the store is dropped (a reload replaced
+    /// it): the task holds the store only during an attempt, so a replaced store's task
+    /// ends instead of connecting to a server nobody uses.
+    async fn reconnect(store: &Weak<Self>) {
         loop {
+            let Some(shared) = store.upgrade() else {
+                return;
+            };
+            if shared.attempt().await {
+                return;
+            }
+            drop(shared);
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+
+    /// One connection attempt (connect and a round trip, bounded); whether it succeeded.
+    async fn attempt(&self) -> bool {
+        {
             let attempt =
                 tokio::time::timeout(self.connect_timeout, self.connector.connect()).await;
             let error = match attempt {
@@ -239,7 +257,7 @@ impl<K: Connector> Shared<K> {
                     self.current
                         .store(Some(Arc::new(Connected { serial, connection })));
                     self.set_up();
-                    return;
+                    return true;
                 }
                 Ok(Err(error)) => error.to_string(),
                 Err(_) => format!("no answer within {:?}", self.connect_timeout),
@@ -255,7 +273,7 @@ impl<K: Connector> Shared<K> {
                 failed_attempts: health.failed_attempts + 1,
                 ..(**health).clone()
             }));
-            tokio::time::sleep(RETRY_EVERY).await;
+            false
         }
     }
 
@@ -277,11 +295,13 @@ impl<K: Connector> Shared<K> {
 /// Clears the `reconnecting` flag when dropped. (A connection lost between the task's
 /// success and this drop finds the flag still set and spawns nothing; the next operation,
 /// finding no connection, starts a reconnect.)
-struct ClearOnDrop<K: Connector>(Arc<Shared<K>>);
+struct ClearOnDrop<K: Connector>(Weak<Shared<K>>);
 
 impl<K: Connector> Drop for ClearOnDrop<K> {
     fn drop(&mut self) {
-        self.0.reconnecting.store(false, Ordering::Release);
+        if let Some(shared) = self.0.upgrade() {
+            shared.reconnecting.store(false, Ordering::Release);
+        }
     }
 }
 

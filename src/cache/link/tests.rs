@@ -227,6 +227,23 @@ async fn hang_resume_kill_restart_is_up_again_within_the_retry_period() {
     assert!(took <= RETRY_EVERY + DEADLINE, "up again after {took:?}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_dropped_store_stops_reconnecting() {
+    let (link, world) = link();
+    world.set(Server::Down);
+    link.start();
+    tokio::time::sleep(RETRY_EVERY * 4).await;
+    let tried = world.connects.load(Ordering::SeqCst);
+    assert!(tried >= 4, "{tried}");
+    // A reload replaced the store: its task ends instead of trying forever.
+    drop(link);
+    tokio::time::sleep(RETRY_EVERY * 20).await;
+    assert!(world.connects.load(Ordering::SeqCst) <= tried + 1);
+    world.set(Server::Up);
+    tokio::time::sleep(RETRY_EVERY * 20).await;
+    assert!(world.connects.load(Ordering::SeqCst) <= tried + 1);
+}
+
 #[test]
 fn a_reconnect_task_dropped_with_its_runtime_does_not_block_the_next() {
     let (link, world) = link();
