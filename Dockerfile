@@ -15,10 +15,14 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY travel/Cargo.toml travel/Cargo.toml
 COPY stack/Cargo.toml stack/Cargo.toml
-RUN mkdir -p src travel/src stack/src \
+# The benchmark's bare Pingora proxy is a workspace member the image never builds: its
+# manifest and a placeholder only, so that the workspace loads.
+COPY benches/floor/Cargo.toml benches/floor/Cargo.toml
+RUN mkdir -p src travel/src stack/src benches/floor/src \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
  && touch travel/src/lib.rs \
  && echo 'fn main() {}' > stack/src/main.rs && touch stack/src/lib.rs \
+ && echo 'fn main() {}' > benches/floor/src/main.rs \
  && cargo build --release --locked -p gateway -p stack \
  && rm -rf src travel/src stack/src
 # The admin port serves the API contract, compiled in (include_str!).

@@ -1,29 +1,41 @@
 #!/usr/bin/env bash
-# Load benchmark of the gateway core (not a test): origin vs gateway vs nginx, plus
-# open-breaker rejections. Everything runs on 127.0.0.1 from a temp dir, on free ports,
+# Load benchmark of the gateway core (not a test): origin vs gateway vs nginx vs a bare
+# Pingora proxy (the floor), plus open-breaker rejections. Everything runs on 127.0.0.1 from a temp dir, on free ports,
 # and is stopped on exit.
 #
 # Usage (from anywhere):
 #   benches/gateway/run.sh
-#   DURATION=10s CONNECTIONS=50 THREADS=2 ROUNDS=3 benches/gateway/run.sh
+#   DURATION=10s CONNECTIONS=50 THREADS=1 ROUNDS=3 benches/gateway/run.sh
 #
-# Targets, measured interleaved A B C D, A B C D, ... (ROUNDS times, median reported):
+# Targets, measured interleaved A B C D E, A B C D E, ... (ROUNDS times, median reported):
 #   A  origin directly          nginx `return 200` with a small JSON body (origin.nginx.conf.in)
-#   B  gateway -> origin        release binary, gateway.yaml.in, server.threads 2, RUST_LOG=warn
-#   C  nginx   -> origin        nginx reverse proxy, upstream keepalive 64 (proxy.nginx.conf.in)
+#   B  gateway -> origin        release binary, gateway.yaml.in, server.threads PROXY_THREADS,
+#                               RUST_LOG=warn
+#   C  nginx   -> origin        nginx reverse proxy, upstream keepalive 64 (proxy.nginx.conf.in),
+#                               PROXY_THREADS workers
 #   D  gateway, open breaker    route whose only backend is a dead port; breaker tripped first
 #                               with curl (502 then 503), checked open via /admin/breakers;
 #                               every answer must be a 503 (checked via wrk and /metrics)
+#   E  floor   -> origin        benches/floor: a bare Pingora 0.9 proxy (only `upstream_peer`,
+#                               a fixed HttpPeer), PROXY_THREADS threads: what Pingora itself
+#                               costs, so that B - E is what the gateway adds
+# Topology (default, on 2 or more CPUs): the proxies under test (gateway, nginx proxy, floor)
+# on CPU 0, wrk and the origin on CPU 1, so nothing preempts the proxy on its CPU and its CPU
+# time per request is its own cost (docs/benchmarks.md, Gateway core).
 # All targets get the same wrk command: wrk -tTHREADS -cCONNECTIONS -dDURATION --latency.
 #
 # Options (environment variables):
 #   DURATION=10s        wrk duration of each measured run
-#   CONNECTIONS=50      wrk connections          THREADS=2   wrk threads
+#   CONNECTIONS=50      wrk connections          THREADS=1   wrk threads
 #   ROUNDS=3            interleaved rounds       WARMUP=2s   unmeasured warm-up per target
 #   PAUSE=1             seconds of rest between runs
 #   ORIGIN_WORKERS=1    nginx worker processes of the origin
-#   CLIENT_CPUS=        taskset CPU list for wrk (e.g. 0); empty = not pinned
-#   SERVER_CPUS=        taskset CPU list for origin, gateway and nginx proxy (e.g. 1)
+#   PROXY_CPUS=0        taskset CPU list for the proxies under test (gateway, nginx proxy, floor)
+#   CLIENT_CPUS=1       taskset CPU list for wrk
+#   ORIGIN_CPUS=1       taskset CPU list for the origin nginx
+#                       (each: set it empty for no pinning; defaults apply on 2+ CPUs only)
+#   SERVER_CPUS=        older spelling: sets PROXY_CPUS and ORIGIN_CPUS both
+#   PROXY_THREADS=1     worker threads of the gateway and the floor, workers of the nginx proxy
 #   QUIET_WAIT=60       before each run, wait up to this many seconds for the machine to be
 #   QUIET_MAX=10        ...at most QUIET_MAX % busy (other work skews a 2-core box); 0 = skip
 #   NOISE_MAX=15        a run during which other processes took more than this % of the
@@ -35,8 +47,10 @@
 #                       /var/tmp/gateway-bench-src/<sha> and built there with
 #                       CARGO_TARGET_DIR=$REV_TARGET_DIR (default /var/tmp/gateway-bench-target,
 #                       so the shared target's binary is not overwritten)
-#   SKIP_BUILD=0        1: do not run `cargo build --release -p gateway`
-#   GATEWAY_BIN=        use this binary (implies SKIP_BUILD=1)
+#   SKIP_BUILD=0        1: do not run `cargo build --release -p gateway -p floor`
+#   GATEWAY_BIN=        use this binary (implies SKIP_BUILD=1 for the gateway)
+#   FLOOR_BIN=          use this floor binary instead of building benches/floor from the
+#                       work tree (with GATEWAY_REV too: the floor is always the work tree's)
 #   OUT=                also write the markdown summary to this file
 #   KEEP_TMP=0          1: keep the temp dir (configs, logs, raw wrk output)
 #   CARGO_TARGET_DIR    default /var/tmp/gateway-target
@@ -50,13 +64,18 @@ ROOT=$(cd "$HERE/../.." && pwd)
 
 DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-50}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2s}
 PAUSE=${PAUSE:-1}
 ORIGIN_WORKERS=${ORIGIN_WORKERS:-1}
-CLIENT_CPUS=${CLIENT_CPUS:-}
 SERVER_CPUS=${SERVER_CPUS:-}
+if [ "$(nproc)" -ge 2 ]; then CPU_DEFAULTS=(0 1 1); else CPU_DEFAULTS=("" "" ""); fi
+PROXY_CPUS=${PROXY_CPUS-${SERVER_CPUS:-${CPU_DEFAULTS[0]}}}
+CLIENT_CPUS=${CLIENT_CPUS-${CPU_DEFAULTS[1]}}
+ORIGIN_CPUS=${ORIGIN_CPUS-${SERVER_CPUS:-${CPU_DEFAULTS[2]}}}
+PROXY_THREADS=${PROXY_THREADS:-1}
+FLOOR_BIN=${FLOOR_BIN:-}
 QUIET_WAIT=${QUIET_WAIT:-60}
 QUIET_MAX=${QUIET_MAX:-10}
 NOISE_MAX=${NOISE_MAX:-15}
@@ -97,11 +116,13 @@ for tool in curl python3; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is required (apt-get install -y $tool)"
 done
 PIN_CLIENT=()
-PIN_SERVER=()
-if [ -n "$CLIENT_CPUS$SERVER_CPUS" ]; then
+PIN_PROXY=()
+PIN_ORIGIN=()
+if [ -n "$CLIENT_CPUS$PROXY_CPUS$ORIGIN_CPUS" ]; then
   command -v taskset >/dev/null 2>&1 || die "taskset is required for *_CPUS (apt-get install -y util-linux)"
   if [ -n "$CLIENT_CPUS" ]; then PIN_CLIENT=(taskset -c "$CLIENT_CPUS"); fi
-  if [ -n "$SERVER_CPUS" ]; then PIN_SERVER=(taskset -c "$SERVER_CPUS"); fi
+  if [ -n "$PROXY_CPUS" ]; then PIN_PROXY=(taskset -c "$PROXY_CPUS"); fi
+  if [ -n "$ORIGIN_CPUS" ]; then PIN_ORIGIN=(taskset -c "$ORIGIN_CPUS"); fi
 fi
 if [ "$PROFILE" = 1 ]; then
   command -v perf >/dev/null 2>&1 || die "PROFILE=1 needs perf (apt-get install -y linux-perf)"
@@ -145,10 +166,28 @@ else
   fi
 fi
 if [ "$SKIP_BUILD" != 1 ]; then
-  say "building: (cd $BUILD_DIR && CARGO_TARGET_DIR=$BUILD_TARGET cargo build --release -p gateway)"
-  (cd "$BUILD_DIR" && CARGO_TARGET_DIR=$BUILD_TARGET cargo build --release -p gateway)
+  # The floor builds with the gateway, so both link the same dependency artifacts (built
+  # alone, the floor would unify other features and rebuild Pingora). At GATEWAY_REV the
+  # floor comes from the work tree (older commits have none).
+  if [ "$BUILD_DIR" = "$ROOT" ] && [ -z "$FLOOR_BIN" ]; then
+    say "building: (cd $BUILD_DIR && CARGO_TARGET_DIR=$BUILD_TARGET cargo build --release -p gateway -p floor)"
+    (cd "$BUILD_DIR" && CARGO_TARGET_DIR=$BUILD_TARGET cargo build --release -p gateway -p floor)
+  else
+    say "building: (cd $BUILD_DIR && CARGO_TARGET_DIR=$BUILD_TARGET cargo build --release -p gateway)"
+    (cd "$BUILD_DIR" && CARGO_TARGET_DIR=$BUILD_TARGET cargo build --release -p gateway)
+  fi
+fi
+if [ -z "$FLOOR_BIN" ]; then
+  FLOOR_BIN=$CARGO_TARGET_DIR/release/floor
+  built_with_gateway=0
+  [ "$SKIP_BUILD" != 1 ] && [ "${BUILD_DIR:-}" = "$ROOT" ] && built_with_gateway=1
+  if [ "$built_with_gateway" = 0 ] && { [ "$SKIP_BUILD" != 1 ] || [ ! -x "$FLOOR_BIN" ]; }; then
+    say "building: (cd $ROOT && cargo build --release -p gateway -p floor)"
+    (cd "$ROOT" && cargo build --release -p gateway -p floor)
+  fi
 fi
 [ -x "$GATEWAY_BIN" ] || die "no gateway binary at $GATEWAY_BIN (build it: cargo build --release -p gateway)"
+[ -x "$FLOOR_BIN" ] || die "no floor binary at $FLOOR_BIN (build it: cargo build --release -p gateway -p floor)"
 
 # ---------------------------------------------------------------- temp dir, ports, cleanup
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/gateway-bench.XXXXXX")
@@ -156,6 +195,7 @@ chmod 755 "$TMP" # nginx workers may run as an unprivileged user
 ORIGIN_PID=""
 PROXY_PID=""
 GATEWAY_PID=""
+FLOOR_PID=""
 
 stop() { # pid signal
   local pid=$1 sig=$2 i
@@ -172,6 +212,7 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop "$GATEWAY_PID" INT # SIGINT: the gateway's immediate shutdown
+  stop "$FLOOR_PID" INT   # Pingora's fast shutdown too
   stop "$PROXY_PID" TERM  # SIGTERM: nginx fast shutdown (master stops its workers)
   stop "$ORIGIN_PID" TERM
   if [ "$KEEP_TMP" = 1 ]; then
@@ -184,11 +225,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Five distinct free loopback ports; the last one stays unbound (the dead backend).
-read -r ORIGIN_PORT GATEWAY_PORT ADMIN_PORT PROXY_PORT DEAD_PORT < <(python3 - <<'PY'
+# Six distinct free loopback ports; DEAD_PORT stays unbound (the dead backend).
+read -r ORIGIN_PORT GATEWAY_PORT ADMIN_PORT PROXY_PORT DEAD_PORT FLOOR_PORT < <(python3 - <<'PY'
 import socket
 socks = []
-for _ in range(5):
+for _ in range(6):
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     socks.append(s)
@@ -201,7 +242,8 @@ PY
 render() { # template output
   sed -e "s|@TMP@|$TMP|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" -e "s|@GATEWAY_PORT@|$GATEWAY_PORT|g" \
     -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" -e "s|@PROXY_PORT@|$PROXY_PORT|g" -e "s|@DEAD_PORT@|$DEAD_PORT|g" \
-    -e "s|@ORIGIN_WORKERS@|$ORIGIN_WORKERS|g" -e "s|@BODY@|$BODY|g" "$1" > "$2"
+    -e "s|@ORIGIN_WORKERS@|$ORIGIN_WORKERS|g" -e "s|@PROXY_THREADS@|$PROXY_THREADS|g" \
+    -e "s|@BODY@|$BODY|g" "$1" > "$2"
 }
 render "$HERE/origin.nginx.conf.in" "$TMP/origin.conf"
 render "$HERE/proxy.nginx.conf.in" "$TMP/proxy.conf"
@@ -224,17 +266,20 @@ for name in origin proxy; do
   "$NGINX" -t -q -p "$TMP/" -e "$TMP/$name.error.log" -c "$TMP/$name.conf" \
     || die "nginx rejects $TMP/$name.conf"
 done
-"${PIN_SERVER[@]}" "$NGINX" -p "$TMP/" -e "$TMP/origin.error.log" -c "$TMP/origin.conf" &
+"${PIN_ORIGIN[@]}" "$NGINX" -p "$TMP/" -e "$TMP/origin.error.log" -c "$TMP/origin.conf" &
 ORIGIN_PID=$!
-"${PIN_SERVER[@]}" "$NGINX" -p "$TMP/" -e "$TMP/proxy.error.log" -c "$TMP/proxy.conf" &
+"${PIN_PROXY[@]}" "$NGINX" -p "$TMP/" -e "$TMP/proxy.error.log" -c "$TMP/proxy.conf" &
 PROXY_PID=$!
 "$GATEWAY_BIN" check --config "$TMP/gateway.yaml" >/dev/null || die "gateway rejects $TMP/gateway.yaml"
-RUST_LOG=warn "${PIN_SERVER[@]}" "$GATEWAY_BIN" --config "$TMP/gateway.yaml" > "$TMP/gateway.log" 2>&1 &
+RUST_LOG=warn "${PIN_PROXY[@]}" "$GATEWAY_BIN" --config "$TMP/gateway.yaml" > "$TMP/gateway.log" 2>&1 &
 GATEWAY_PID=$!
+"${PIN_PROXY[@]}" "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$ORIGIN_PORT" "$PROXY_THREADS" > "$TMP/floor.log" 2>&1 &
+FLOOR_PID=$!
 wait_port "$ORIGIN_PORT" "$ORIGIN_PID" "origin nginx"
 wait_port "$PROXY_PORT" "$PROXY_PID" "proxy nginx"
 wait_port "$GATEWAY_PORT" "$GATEWAY_PID" "gateway"
 wait_port "$ADMIN_PORT" "$GATEWAY_PID" "gateway admin"
+wait_port "$FLOOR_PORT" "$FLOOR_PID" "floor"
 port_open "$DEAD_PORT" && die "something listens on the 'dead' port $DEAD_PORT; run again"
 
 declare -A URL=(
@@ -242,21 +287,25 @@ declare -A URL=(
   [B]="http://127.0.0.1:$GATEWAY_PORT$REQUEST_PATH"
   [C]="http://127.0.0.1:$PROXY_PORT$REQUEST_PATH"
   [D]="http://127.0.0.1:$GATEWAY_PORT$DEAD_PATH"
+  [E]="http://127.0.0.1:$FLOOR_PORT$REQUEST_PATH"
 )
 declare -A NAME=(
   [A]="A origin direct"
   [B]="B gateway -> origin"
   [C]="C nginx -> origin"
   [D]="D gateway, open breaker (503)"
+  [E]="E floor (bare Pingora) -> origin"
 )
 
 # Each proxied target must answer 200 with the origin's exact body.
-for t in A B C; do
+for t in A B C E; do
   got=$(curl -sS --max-time 5 -w '\n%{http_code}' "${URL[$t]}") || die "${NAME[$t]}: curl failed"
   [ "$got" = "$BODY"$'\n'"200" ] || die "${NAME[$t]}: unexpected answer: $got"
 done
 headers=$(curl -sS -D - -o /dev/null --max-time 5 "${URL[B]}") || die "gateway: curl failed"
 grep -qi '^x-request-id:' <<<"$headers" || die "the gateway's answer has no x-request-id: is it really the gateway?"
+headers=$(curl -sS -D - -o /dev/null --max-time 5 "${URL[E]}") || die "floor: curl failed"
+grep -qi '^x-request-id:' <<<"$headers" && die "the floor's answer has an x-request-id: is it really the floor?"
 
 # ---------------------------------------------------------------- trip the breaker
 admin() { curl -sS --max-time 5 "http://127.0.0.1:$ADMIN_PORT$1"; }
@@ -343,7 +392,7 @@ measure() {
   done
 }
 measure_once() {
-  local round=$1 t=$2 dur=${3:-$DURATION} out idle b0 t0 b1 t1 gw0 gw1 or0 or1 px0 px1 line
+  local round=$1 t=$2 dur=${3:-$DURATION} out idle b0 t0 b1 t1 gw0 gw1 or0 or1 px0 px1 fl0 fl1 line
   run=$((run + 1))
   out=$TMP/wrk.$run.$t.txt
   idle=$(wait_quiet)
@@ -353,10 +402,12 @@ measure_once() {
   acc0=$(origin_accepts)
   read -r b0 t0 < <(cpu_busy_total)
   gw0=$(proc_ticks "$GATEWAY_PID"); or0=$(proc_ticks $(tree "$ORIGIN_PID")); px0=$(proc_ticks $(tree "$PROXY_PID"))
+  fl0=$(proc_ticks "$FLOOR_PID")
   { TIMEFORMAT='%U %S'; time "${PIN_CLIENT[@]}" "$WRK" "-t$THREADS" "-c$CONNECTIONS" "-d$dur" --latency \
       -s "$HERE/report.lua" "${URL[$t]}" > "$out" 2>&1; } 2> "$out.time" || die "wrk failed: $(cat "$out")"
   read -r b1 t1 < <(cpu_busy_total)
   gw1=$(proc_ticks "$GATEWAY_PID"); or1=$(proc_ticks $(tree "$ORIGIN_PID")); px1=$(proc_ticks $(tree "$PROXY_PID"))
+  fl1=$(proc_ticks "$FLOOR_PID")
   acc1=$(origin_accepts)
   line=$(grep '^WRK_RESULT' "$out") || die "no WRK_RESULT in $out: $(cat "$out")"
   local dead_check="-"
@@ -369,25 +420,26 @@ print(",".join("%s:%d" % kv for kv in sorted(d.items())) or "none")
 ' "$before_dead" "$(route_statuses /dead)")
   fi
   # round target rps p50 p90 p99 max requests non2xx sockerr gw_us/req origin_us/req proxy_us/req
-  # wrk_us/req busy% bg% idle_before% dead_statuses origin_conns_opened
+  # wrk_us/req busy% bg% idle_before% dead_statuses origin_conns_opened floor_us/req
   awk -v round="$round" -v t="$t" -v hz="$CLK_TCK" -v b="$((b1 - b0))" -v tot="$((t1 - t0))" \
       -v acc="$((acc1 - acc0 - 1))" \
-      -v gw="$((gw1 - gw0))" -v org="$((or1 - or0))" -v px="$((px1 - px0))" \
+      -v gw="$((gw1 - gw0))" -v org="$((or1 - or0))" -v px="$((px1 - px0))" -v fl="$((fl1 - fl0))" \
       -v wrkcpu="$(cat "$out.time")" -v idle="$idle" -v dead="$dead_check" -v line="$line" '
     BEGIN {
       n = split(line, kv, /[ =]/); for (i = 2; i < n; i += 2) r[kv[i]] = kv[i + 1]
       split(wrkcpu, w, " "); wrk_j = (w[1] + w[2]) * hz
       req = r["requests"]; rps = req / (r["duration_us"] / 1e6)
       per = (req > 0) ? 1e6 / hz / req : 0
-      bg = (tot > 0) ? (b - gw - org - px - wrk_j) * 100 / tot : 0
-      printf "%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%s\t%s\t%d\n",
+      bg = (tot > 0) ? (b - gw - org - px - fl - wrk_j) * 100 / tot : 0
+      printf "%s\t%s\t%.0f\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\t%s\t%s\t%d\t%.1f\n",
         round, t, rps, r["p50_us"], r["p90_us"], r["p99_us"], r["max_us"], req, r["non2xx"],
         r["connect_err"] + r["read_err"] + r["write_err"] + r["timeout_err"],
-        gw * per, org * per, px * per, wrk_j * per, (tot > 0 ? b * 100 / tot : 0), (bg < 0 ? 0 : bg), idle, dead, acc
+        gw * per, org * per, px * per, wrk_j * per, (tot > 0 ? b * 100 / tot : 0), (bg < 0 ? 0 : bg), idle, dead, acc,
+        fl * per
     }' >> "$RESULTS"
   tail -n 1 "$RESULTS" | awk -F'\t' -v name="${NAME[$t]}" '{
-    printf "  %-5s %-30s %8s req/s  p50 %6.2f ms  p99 %6.2f ms  non2xx %-8s sockerr %-3s cpu/req: gw %.0f us, nginx-proxy %.0f us, origin %.0f us, wrk %.0f us | machine %s%% busy, other %s%%, %s%% before | origin conns opened %s%s\n",
-      ($1 == 0 ? "warm" : "r" $1), name, $3, $4 / 1000, $6 / 1000, $9, $10, $11, $13, $12, $14, $15, $16, $17, $19,
+    printf "  %-5s %-34s %8s req/s  p50 %6.2f ms  p99 %6.2f ms  non2xx %-8s sockerr %-3s cpu/req: gw %.0f us, nginx-proxy %.0f us, floor %.0f us, origin %.0f us, wrk %.0f us | machine %s%% busy, other %s%%, %s%% before | origin conns opened %s%s\n",
+      ($1 == 0 ? "warm" : "r" $1), name, $3, $4 / 1000, $6 / 1000, $9, $10, $11, $13, $20, $12, $14, $15, $16, $17, $19,
       ($18 == "-" ? "" : " | /dead statuses: " $18) }'
   sleep "$PAUSE"
 }
@@ -396,27 +448,27 @@ print(",".join("%s:%d" % kv for kv in sorted(d.items())) or "none")
 COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS ROUNDS=$ROUNDS WARMUP=$WARMUP ORIGIN_WORKERS=$ORIGIN_WORKERS"
 COMMAND+=" QUIET_WAIT=$QUIET_WAIT QUIET_MAX=$QUIET_MAX NOISE_MAX=$NOISE_MAX NOISE_RETRIES=$NOISE_RETRIES"
 [ "$PROFILE" = 1 ] && COMMAND+=" PROFILE=1"
-[ -n "$CLIENT_CPUS" ] && COMMAND+=" CLIENT_CPUS=$CLIENT_CPUS"
-[ -n "$SERVER_CPUS" ] && COMMAND+=" SERVER_CPUS=$SERVER_CPUS"
+COMMAND+=" PROXY_CPUS=$PROXY_CPUS CLIENT_CPUS=$CLIENT_CPUS ORIGIN_CPUS=$ORIGIN_CPUS PROXY_THREADS=$PROXY_THREADS"
 [ -n "$GATEWAY_REV" ] && COMMAND+=" GATEWAY_REV=$GATEWAY_REV"
 COMMAND+=" benches/gateway/run.sh"
 say "== gateway core benchmark"
 say "command:  $COMMAND"
 say "wrk:      ${PIN_CLIENT[*]:+${PIN_CLIENT[*]} }${WRK_CMD[*]} <url>   (same for every target)"
-for t in A B C D; do say "  ${NAME[$t]}: ${URL[$t]}"; done
+for t in A B C D E; do say "  ${NAME[$t]}: ${URL[$t]}"; done
 say "machine:  $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
 say "versions: $("$WRK" -v 2>&1 | head -1 | cut -d' ' -f1-2), $("$NGINX" -v 2>&1 | cut -d' ' -f3), gateway binary $GATEWAY_BIN"
 say "measured: $SOURCE"
-say "pinning:  wrk ${CLIENT_CPUS:-unpinned}, servers ${SERVER_CPUS:-unpinned}; origin nginx $ORIGIN_WORKERS worker(s), proxy nginx 2 workers, gateway server.threads 2"
+say "pinning:  wrk CPU ${CLIENT_CPUS:-unpinned}, origin CPU ${ORIGIN_CPUS:-unpinned}, proxies under test CPU ${PROXY_CPUS:-unpinned}; origin nginx $ORIGIN_WORKERS worker(s), proxy nginx $PROXY_THREADS worker(s), gateway server.threads $PROXY_THREADS, floor $PROXY_THREADS thread(s)"
+say "floor:    $FLOOR_BIN"
 say "breaker:  tripped with curl -> $TRIP_STATUSES; /admin/breakers says 'dead' is $state"
 say "temp dir: $TMP"
 say ""
 
 say "== warm-up ($WARMUP each, not kept)"
-for t in A B C D; do measure 0 "$t" "$WARMUP"; done
+for t in A B C D E; do measure 0 "$t" "$WARMUP"; done
 say "== $ROUNDS rounds of $DURATION per target, interleaved"
 for round in $(seq "$ROUNDS"); do
-  for t in A B C D; do measure "$round" "$t"; done
+  for t in A B C D E; do measure "$round" "$t"; done
 done
 state_after=$(breaker_state dead)
 
@@ -447,13 +499,13 @@ range() { # col target -> "min-max"
 sum() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { s += $c } END { print s + 0 }' "$RESULTS"; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
 
-for t in A B C D; do
+for t in A B C D E; do
   declare "RPS_$t=$(median 3 "$t")" "P50_$t=$(median 4 "$t")" "P99_$t=$(median 6 "$t")"
 done
 D_REQ=$(sum 8 D); D_NON2XX=$(sum 9 D); D_SOCKERR=$(sum 10 D)
 D_STATUSES=$(awk -F'\t' '$1 > 0 && $2 == "D" { print $18 }' "$RESULTS" | sort -u | paste -sd' ')
-B_NON2XX=$(sum 9 B); C_NON2XX=$(sum 9 C); A_NON2XX=$(sum 9 A)
-SOCKERR_ABC=$(( $(sum 10 A) + $(sum 10 B) + $(sum 10 C) ))
+B_NON2XX=$(sum 9 B); C_NON2XX=$(sum 9 C); A_NON2XX=$(sum 9 A); E_NON2XX=$(sum 9 E)
+SOCKERR_ABC=$(( $(sum 10 A) + $(sum 10 B) + $(sum 10 C) + $(sum 10 E) ))
 if [ "$D_NON2XX" = "$D_REQ" ] && [[ "$D_STATUSES" =~ ^(503:[0-9]+ ?)+$ ]]; then
   D_VERDICT="all $D_REQ answers non-2xx per wrk, and /metrics counted only 503s on /dead"
 else
@@ -467,12 +519,18 @@ verdict() { awk -v v="$1" -v op="$2" -v goal="$3" 'BEGIN { ok = (op == ">=") ? v
 V1=$(verdict "$RATIO_TPUT" ">=" 1.1); V2=$(verdict "$ADDED_P99" "<=" 0.5); V3=$(verdict "$RATIO_REJ" ">=" 2)
 
 cpu_med() { awk -v v="$(median "$1" "$2")" 'BEGIN { printf "%.0f", v }'; }
+FLOOR_US=$(awk -v v="$(median 20 E)" 'BEGIN { printf "%.1f", v }')
+GW_US=$(awk -v v="$(median 11 B)" 'BEGIN { printf "%.1f", v }')
+NGINX_US=$(awk -v v="$(median 13 C)" 'BEGIN { printf "%.1f", v }')
+read -r GW_OVER_FLOOR GW_MINUS_FLOOR NGINX_OVER_FLOOR TPUT_GW_FLOOR TPUT_FLOOR_NGINX < <(awk -v f="$FLOOR_US" -v g="$GW_US" \
+  -v n="$NGINX_US" -v rb="$RPS_B" -v re="$RPS_E" -v rc="$RPS_C" 'BEGIN {
+    d = (f > 0) ? f : 1; printf "%.2f %.1f %.2f %.2f %.2f\n", g / d, g - f, n / d, rb / (re > 0 ? re : 1), re / (rc > 0 ? rc : 1) }')
 BG_MAX=$(awk -F'\t' '$1 > 0 { if ($16 > m) m = $16 } END { print m + 0 }' "$RESULTS")
 
 {
   say "Command: \`$COMMAND\`"
   say ""
-  say "Median of $ROUNDS interleaved rounds (A B C D per round), wrk -t$THREADS -c$CONNECTIONS -d$DURATION, GET $REQUEST_PATH (${#BODY}-byte JSON body)."
+  say "Median of $ROUNDS interleaved rounds (A B C D E per round), wrk -t$THREADS -c$CONNECTIONS -d$DURATION, GET $REQUEST_PATH (${#BODY}-byte JSON body)."
   say ""
   say "| target | req/s (median) | req/s range | p50 | p99 | server CPU per request |"
   say "| --- | ---: | ---: | ---: | ---: | --- |"
@@ -480,6 +538,9 @@ BG_MAX=$(awk -F'\t' '$1 > 0 { if ($16 > m) m = $16 } END { print m + 0 }' "$RESU
   say "| B gateway → origin | $RPS_B | $(range 3 B) | $(ms "$P50_B") | $(ms "$P99_B") | gateway $(cpu_med 11 B) µs + origin $(cpu_med 12 B) µs |"
   say "| C nginx → origin (keepalive 64) | $RPS_C | $(range 3 C) | $(ms "$P50_C") | $(ms "$P99_C") | nginx proxy $(cpu_med 13 C) µs + origin $(cpu_med 12 C) µs |"
   say "| D gateway, open breaker → 503 | $RPS_D | $(range 3 D) | $(ms "$P50_D") | $(ms "$P99_D") | gateway $(cpu_med 11 D) µs |"
+  say "| E floor: bare Pingora → origin | $RPS_E | $(range 3 E) | $(ms "$P50_E") | $(ms "$P99_E") | floor $(cpu_med 20 E) µs + origin $(cpu_med 12 E) µs |"
+  say ""
+  say "What Pingora costs and what the gateway adds (median CPU per proxied request): floor $FLOOR_US µs, gateway $GW_US µs (×$GW_OVER_FLOOR the floor; the gateway adds $GW_MINUS_FLOOR µs), nginx $NGINX_US µs (×$NGINX_OVER_FLOOR the floor). Throughput: gateway / floor $TPUT_GW_FLOOR, floor / nginx $TPUT_FLOOR_NGINX."
   say ""
   say "| target (product owner) | measured | verdict |"
   say "| --- | ---: | --- |"
@@ -489,16 +550,16 @@ BG_MAX=$(awk -F'\t' '$1 > 0 { if ($16 > m) m = $16 } END { print m + 0 }' "$RESU
   say ""
   say "- For comparison, nginx-added p99 = p99(C) − p99(A) = $NGINX_ADDED_P99 ms."
   say "- Rejections (D): $D_VERDICT; socket errors $D_SOCKERR. Breaker tripped by curl ($TRIP_STATUSES), state before: $state, after: $state_after."
-  say "- Non-2xx on A/B/C: $A_NON2XX/$B_NON2XX/$C_NON2XX; socket errors on A/B/C: $SOCKERR_ABC."
+  say "- Non-2xx on A/B/C/E: $A_NON2XX/$B_NON2XX/$C_NON2XX/$E_NON2XX; socket errors on A/B/C/E: $SOCKERR_ABC."
   say "- Gateway measured: $SOURCE."
-  say "- Pinning: wrk ${CLIENT_CPUS:-unpinned}, servers ${SERVER_CPUS:-unpinned}. Highest CPU share of other processes during a kept run: ${BG_MAX}% of the machine; runs measured again because others took > ${NOISE_MAX}%: $RETRIED."
+  say "- Pinning: wrk CPU ${CLIENT_CPUS:-unpinned}, origin CPU ${ORIGIN_CPUS:-unpinned}, proxies under test CPU ${PROXY_CPUS:-unpinned}, $PROXY_THREADS thread(s)/worker(s) each. Highest CPU share of other processes during a kept run: ${BG_MAX}% of the machine; runs measured again because others took > ${NOISE_MAX}%: $RETRIED."
 } > "$TMP/summary.md"
 
 say ""
 say "== summary (markdown)"
 cat "$TMP/summary.md"
 say ""
-say "== per-run figures (round target rps p50_us p90_us p99_us max_us requests non2xx sockerr gw_us/req origin_us/req proxy_us/req wrk_us/req busy% other% idle_before% dead_statuses origin_conns_opened)"
+say "== per-run figures (round target rps p50_us p90_us p99_us max_us requests non2xx sockerr gw_us/req origin_us/req proxy_us/req wrk_us/req busy% other% idle_before% dead_statuses origin_conns_opened floor_us/req)"
 cat "$RESULTS"
 if [ -n "$OUT" ]; then
   cp "$TMP/summary.md" "$OUT"

@@ -1,0 +1,82 @@
+//! The floor of the gateway benchmark: a bare Pingora 0.9 HTTP/1 proxy whose only hook is
+//! `upstream_peer`, answering every request with the same fixed `HttpPeer`. Run beside the
+//! gateway under the same load, its CPU per request is what Pingora itself costs, so the
+//! gateway's figure minus this one is what the gateway adds (issue #14, goal 1).
+//!
+//! Deliberately nothing else: no timeouts on the peer, no header changes, no logging, no
+//! metrics. The server settings are Pingora's defaults but for the worker thread count, as
+//! the gateway's are (`src/server.rs`: threads, grace periods).
+//!
+//! Usage: `floor LISTEN UPSTREAM [THREADS]`, e.g. `floor 127.0.0.1:8090 127.0.0.1:8081 1`.
+
+use std::{error::Error, net::SocketAddr, process::ExitCode};
+
+use async_trait::async_trait;
+use pingora::{
+    proxy::{ProxyHttp, Session, http_proxy_service_with_name},
+    server::{Server, configuration::ServerConf},
+    upstreams::peer::HttpPeer,
+};
+
+struct Floor {
+    upstream: SocketAddr,
+}
+
+#[async_trait]
+impl ProxyHttp for Floor {
+    type CTX = ();
+
+    fn new_ctx(&self) -> Self::CTX {}
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+    }
+}
+
+fn parse() -> Result<(SocketAddr, SocketAddr, usize), Box<dyn Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (listen, upstream, threads) = match args.as_slice() {
+        [l, u] => (l, u, "1"),
+        [l, u, t] => (l, u, t.as_str()),
+        _ => return Err("usage: floor LISTEN UPSTREAM [THREADS]".into()),
+    };
+    let listen = listen
+        .parse()
+        .map_err(|e| format!("LISTEN {listen:?}: {e}"))?;
+    let upstream = upstream
+        .parse()
+        .map_err(|e| format!("UPSTREAM {upstream:?}: {e}"))?;
+    let threads = threads
+        .parse()
+        .ok()
+        .filter(|t| (1..=64).contains(t))
+        .ok_or_else(|| format!("THREADS {threads:?}: want a number from 1 to 64"))?;
+    Ok((listen, upstream, threads))
+}
+
+fn main() -> ExitCode {
+    let (listen, upstream, threads) = match parse() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("floor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    let mut proxy =
+        http_proxy_service_with_name(&server.configuration, Floor { upstream }, "floor");
+    proxy.add_tcp(&listen.to_string());
+    server.add_service(proxy);
+    server.run_forever()
+}
