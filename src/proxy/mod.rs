@@ -310,6 +310,11 @@ impl ProxyHttp for Gateway {
         }
         if end_of_stream {
             ctx.request_complete = true;
+            if ctx.route.as_ref().is_some_and(|r| !r.body.buffered) {
+                if let Some(attempt) = ctx.attempt.as_mut() {
+                    attempt.request_complete_at(Instant::now());
+                }
+            }
         }
         Ok(())
     }

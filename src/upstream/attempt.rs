@@ -14,7 +14,7 @@
 //! | timeout or broken connection before the response header, the gateway having had the whole request | failure | at once |
 //! | the same while the client was still sending its body (streaming routes) | nothing (`cancelled`; a probe slot is given back) | at once |
 //! | response header with a failure status (the whole request had arrived) | failure (`failure_status`) | at the header |
-//! | response header with any other status | success, judged slow or not on the time to the header | at the header |
+//! | response header with any other status | success, judged slow or not on the time to the header (from admission, or from the end of a body still streaming then) | at the header |
 //! | ... then the backend breaks off the body (closes early, read timeout) | that success is revoked: a failure, the call not counted twice | when it breaks |
 //! | ... then the client goes away or stops reading (client write timeout) | nothing more: the success stands | |
 //! | the client goes away before the header, or the request ends any other way | nothing (`cancelled`) | when the attempt is dropped |
@@ -42,6 +42,9 @@ pub struct Attempt {
     upstream: Arc<Upstream>,
     backend: usize,
     started: Instant,
+    /// Where the breaker's clock starts: admission, or the end of a request body that was
+    /// still streaming then (the backend cannot answer sooner; that time is the client's).
+    clock: Instant,
     header_after: Option<Duration>,
     stage: Stage,
     /// The `outcome` label this attempt is counted under when dropped.
@@ -70,6 +73,7 @@ impl Attempt {
             upstream,
             backend,
             started: now,
+            clock: now,
             header_after: None,
             stage: Stage::Open(permit),
             outcome: "cancelled",
@@ -104,6 +108,13 @@ impl Attempt {
         self.header_after
     }
 
+    /// The backend had the whole request only at `at` (a streamed body ended after
+    /// admission): the duration the breaker judges (slow or not) is counted from then, so
+    /// a client that uploads slowly cannot make a backend's calls look slow.
+    pub fn request_complete_at(&mut self, at: Instant) {
+        self.clock = self.clock.max(at);
+    }
+
     /// Whether the breaker admitted this call as a half-open probe (and it is still open).
     pub fn is_probe(&self) -> bool {
         matches!(&self.stage, Stage::Open(permit) if permit.is_probe())
@@ -126,8 +137,8 @@ impl Attempt {
         let Stage::Open(permit) = self.stage else {
             return None;
         };
-        let elapsed = now.saturating_duration_since(self.started);
-        self.header_after = Some(elapsed);
+        self.header_after = Some(now.saturating_duration_since(self.started));
+        let elapsed = now.saturating_duration_since(self.clock);
         let failure =
             classify::status_failure(status, &self.upstream.failure_statuses, request_complete);
         match failure {
@@ -154,7 +165,7 @@ impl Attempt {
         let failure = classify::error_failure(error, request_complete);
         match (&self.stage, failure) {
             (Stage::Open(permit), Some(kind)) => {
-                let elapsed = now.saturating_duration_since(self.started);
+                let elapsed = now.saturating_duration_since(self.clock);
                 let permit = *permit;
                 self.settle(permit, CallOutcome::Failure { kind, elapsed }, now);
             }
@@ -300,6 +311,26 @@ mod tests {
         }
         assert_eq!(failures(&u, now), (2, 2));
         assert_eq!(state(&u), BreakerState::Open);
+    }
+
+    #[test]
+    fn a_slow_upload_does_not_make_the_backend_slow() {
+        // slow_call_duration is 2s (the default); the client streams its body for 5s.
+        let u = upstream();
+        let t0 = Instant::now();
+        let mut attempt = u.attempt(0, t0).unwrap();
+        let uploaded = t0 + Duration::from_secs(5);
+        attempt.request_complete_at(uploaded);
+        attempt.on_response_header(200, true, uploaded + Duration::from_millis(10));
+        assert_eq!(attempt.header_after(), Some(Duration::from_millis(5010)));
+        let snap = u.backends[0].breaker.snapshot(uploaded);
+        assert_eq!((snap.calls, snap.slow_calls), (1, 0));
+        // A backend slow after it had the whole request is still slow.
+        let mut attempt = u.attempt(0, t0).unwrap();
+        attempt.request_complete_at(t0 + Duration::from_millis(1));
+        attempt.on_response_header(200, true, t0 + Duration::from_secs(3));
+        let snap = u.backends[0].breaker.snapshot(t0 + Duration::from_secs(3));
+        assert_eq!((snap.calls, snap.slow_calls), (2, 1));
     }
 
     #[test]

@@ -479,3 +479,40 @@ async fn a_response_nobody_reads_ends_at_the_client_write_timeout() {
     assert_untouched(&gateway, "origin", origin.addr).await;
     assert_eq!(aborts(&gateway.metrics().await, "unread", "went_away"), 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upload_on_a_streaming_route_does_not_make_the_backend_slow() {
+    let origin = TestUpstream::start(Mode::Echo).await;
+    let config = format!(
+        "upstreams:
+  origin: {{ backends: [\"{origin}\"], breaker: slow_trips }}
+breakers:
+  slow_trips: {{ consecutive_failures: off, failure_rate: off, slow_call_duration: 300ms, slow_call_rate: 50%, minimum_calls: 2 }}
+routes:
+  - {{ path: /upload, upstream: origin, auth: none, request_buffering: off, name: slow-upload }}
+",
+        origin = origin.addr
+    );
+    let gateway = TestGateway::start(&config).await;
+    for _ in 0..3 {
+        let stream = connect(
+            gateway.addr,
+            "POST /upload HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nContent-Length: 10\r\n\r\nhello",
+        )
+        .await;
+        let (mut reader, mut writer) = stream.into_split();
+        // The client's own pace: the rest of its body 600ms later. The backend answers as
+        // soon as it has it.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        writer.write_all(b"world").await.unwrap();
+        let mut response = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut response)).await;
+        assert!(response.starts_with(b"HTTP/1.1 200"));
+        drop(writer);
+    }
+    let report = gateway.breaker("origin", origin.addr).await;
+    assert_eq!(report["calls"], 3, "{report}");
+    assert_eq!(report["slow_calls"], 0, "{report}");
+    assert_untouched(&gateway, "origin", origin.addr).await;
+}
