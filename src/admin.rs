@@ -20,7 +20,7 @@ use crate::{
     metrics,
     reload::Reloader,
     state::State,
-    upstream::bulkhead::Bulkhead,
+    upstream::{bulkhead::Bulkhead, health::Health},
 };
 
 pub struct Admin {
@@ -169,6 +169,20 @@ pub struct BackendReport {
     pub seconds_until_half_open: Option<f64>,
     pub open_for_seconds: f64,
     pub last_transition: Option<TransitionReport>,
+    /// `null` unless the upstream has active health checks.
+    pub health: Option<HealthReport>,
+}
+
+/// What the active health checks concluded about a backend.
+#[derive(Serialize)]
+pub struct HealthReport {
+    /// Out of selection until `healthy_threshold` checks pass in a row.
+    pub ejected: bool,
+    pub consecutive_passes: u32,
+    pub consecutive_failures: u32,
+    /// `pass`, `fail`, `timeout` or `error`; `null` before the first check.
+    pub last_result: Option<&'static str>,
+    pub last_check_seconds_ago: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -226,7 +240,13 @@ pub fn breakers_report(state: &State, now: Instant) -> BreakersReport {
                 backends: upstream
                     .backends
                     .iter()
-                    .map(|b| backend_report(&b.label, &b.breaker.snapshot(now), now))
+                    .map(|b| {
+                        let mut report = backend_report(&b.label, &b.breaker.snapshot(now), now);
+                        if upstream.health_check.is_some() {
+                            report.health = Some(health_report(&b.health, now));
+                        }
+                        report
+                    })
                     .collect(),
             })
             .collect(),
@@ -248,6 +268,19 @@ fn backend_report(label: &str, s: &BreakerSnapshot, now: Instant) -> BackendRepo
             .last_transition
             .as_ref()
             .map(|t| transition_report(t, now)),
+        health: None,
+    }
+}
+
+fn health_report(health: &Health, now: Instant) -> HealthReport {
+    let (consecutive_passes, consecutive_failures) = health.streaks();
+    let last = health.last();
+    HealthReport {
+        ejected: health.is_ejected(),
+        consecutive_passes,
+        consecutive_failures,
+        last_result: last.map(|l| l.result.as_str()),
+        last_check_seconds_ago: last.map(|l| now.saturating_duration_since(l.at).as_secs_f64()),
     }
 }
 

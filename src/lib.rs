@@ -2,7 +2,8 @@
 //!
 //! The module tree is the architecture: [`config`] turns `gateway.yaml` into runtime types,
 //! [`router`] picks a route, [`auth`] turns credentials into a verified identity,
-//! [`upstream`] owns backends and their circuit breakers,
+//! [`upstream`] owns backends, their circuit breakers, concurrency limits and health,
+//! [`checker`] runs the active health checks,
 //! [`proxy`] is the thin `ProxyHttp` that wires them into Pingora's hooks, [`admin`] serves
 //! metrics and breaker state, [`metrics`] declares every metric, [`telemetry`] sets up logging, and [`server`] assembles
 //! it all for `main` and the tests. See `docs/architecture.md`.
@@ -11,6 +12,7 @@ pub mod admin;
 pub mod auth;
 pub mod breaker;
 pub mod cache;
+pub mod checker;
 pub mod config;
 pub mod drain;
 pub mod headers;

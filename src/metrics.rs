@@ -224,6 +224,14 @@ pub static UPSTREAM_QUEUED: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
 });
 
+pub static HEALTH_CHECKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_health_checks_total",
+        "Active health checks, by upstream, backend and result: pass, fail, timeout, error.",
+        &["upstream", "backend", "result"],
+    )
+});
+
 /// Methods outside the standard set share one label value, keeping cardinality bounded.
 pub fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -272,6 +280,7 @@ pub fn render() -> Vec<u8> {
     LazyLock::force(&UPSTREAM_SHED);
     LazyLock::force(&UPSTREAM_IN_FLIGHT);
     LazyLock::force(&UPSTREAM_QUEUED);
+    LazyLock::force(&HEALTH_CHECKS);
     let mut buffer = Vec::new();
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buffer);

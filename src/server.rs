@@ -28,6 +28,7 @@ use pingora_proxy::http_proxy;
 
 use crate::{
     admin::Admin,
+    checker::HealthCheckers,
     config::{Config, ConfigErrors},
     drain::{Drain, DrainingShutdown, UntilExit},
     proxy::{Gateway, HeaderDeadline},
@@ -153,6 +154,10 @@ impl GatewayServer {
         server.add_service(background_service(
             "cache store",
             StoreConnector(state.clone()),
+        ));
+        server.add_service(background_service(
+            "health checks",
+            HealthCheckers::new(state.clone()),
         ));
         if let Some((reloader, options)) = reloader {
             server.add_service(background_service(

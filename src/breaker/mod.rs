@@ -249,6 +249,16 @@ pub enum TransitionReason {
         /// Probes whose slots were reclaimed.
         outstanding: u32,
     },
+    /// Any → Open: active health checks failed this many times in a row ([`CircuitBreaker::force_open`]).
+    HealthCheckFailed {
+        /// Length of the run.
+        checks: u32,
+    },
+    /// Open or HalfOpen → Closed: active health checks passed ([`CircuitBreaker::force_close`]).
+    HealthCheckPassed {
+        /// Passes in a row.
+        checks: u32,
+    },
 }
 
 impl fmt::Display for TransitionReason {
@@ -286,6 +296,20 @@ impl fmt::Display for TransitionReason {
                 "{outstanding} probe{} held past the probe lease",
                 plural(*outstanding)
             ),
+            TransitionReason::HealthCheckFailed { checks } => {
+                write!(
+                    f,
+                    "health check failed {checks} time{} in a row",
+                    plural(*checks)
+                )
+            }
+            TransitionReason::HealthCheckPassed { checks } => {
+                write!(
+                    f,
+                    "health check passed {checks} time{} in a row",
+                    plural(*checks)
+                )
+            }
         }
     }
 }
@@ -628,6 +652,50 @@ impl CircuitBreaker {
             open_for: Duration::from_nanos(open_for),
             last_transition: self.last_transition.load_full().map(|t| (*t).clone()),
         }
+    }
+
+    /// Opens the breaker on an outside verdict (failed active health checks), from whatever state it is in, for
+    /// the policy's `open_for`; an open breaker is reopened with the new reason. Returns whether it did (a
+    /// transition another thread is publishing at the same moment wins; the caller tries again at its next
+    /// verdict).
+    pub fn force_open(&self, reason: TransitionReason, now: Instant) -> bool {
+        let limits = Limits::of(&self.policy.load());
+        let word = self.load();
+        match word.phase() {
+            Phase::Closed | Phase::HalfOpen | Phase::Open => {
+                let generation = word.generation();
+                self.open(word, reason, &limits, now);
+                let after = self.load();
+                after.phase() == Phase::Open && after.generation() != generation
+            }
+            _ => false,
+        }
+    }
+
+    /// Closes an open or half-open breaker on an outside verdict (active health checks passed): the window,
+    /// the run of failures and the backoff start afresh, as after probes that succeeded. Returns whether it did.
+    pub fn force_close(&self, reason: TransitionReason, now: Instant) -> bool {
+        let word = self.load();
+        if !matches!(word.phase(), Phase::Open | Phase::HalfOpen) {
+            return false;
+        }
+        let Ok(claimed) = self.claim(word, Phase::Closing) else {
+            return false;
+        };
+        let limits = Limits::of(&self.policy.load());
+        self.window.clear();
+        self.consecutive.store(0, Ordering::Relaxed);
+        self.open_for.store(limits.open_for, Ordering::Relaxed);
+        self.reopens.store(0, Ordering::Relaxed);
+        self.complete(
+            word.phase().public(),
+            BreakerState::Closed,
+            reason,
+            now,
+            None,
+            Word::new(Phase::Closed, claimed.generation(), 0, 0),
+        );
+        true
     }
 
     /// The policy in force.

@@ -940,3 +940,51 @@ fn concurrent_probes_respect_the_limit_and_close_once() {
         snap.calls
     );
 }
+
+#[test]
+fn health_checks_force_open_from_any_state_and_force_close_afresh() {
+    let (b, rec, t0) = breaker(policy());
+    calls(&b, fail(), 3, t0);
+    assert!(b.force_open(TransitionReason::HealthCheckFailed { checks: 3 }, t0));
+    assert_eq!(b.state(), BreakerState::Open);
+    assert!(b.try_acquire(t0 + SEC).is_err());
+    let opened = rec.all().pop().unwrap();
+    assert_eq!(
+        opened.reason.to_string(),
+        "health check failed 3 times in a row"
+    );
+    assert_eq!(opened.open_for, Some(Duration::from_secs(10)));
+    // An open breaker is reopened with the new reason; a closed one is not closed again.
+    assert!(b.force_open(TransitionReason::HealthCheckFailed { checks: 4 }, t0 + SEC));
+    let t1 = t0 + 2 * SEC;
+    assert!(b.force_close(TransitionReason::HealthCheckPassed { checks: 2 }, t1));
+    assert!(!b.force_close(TransitionReason::HealthCheckPassed { checks: 3 }, t1));
+    assert_eq!(b.state(), BreakerState::Closed);
+    let snapshot = b.snapshot(t1);
+    assert_eq!((snapshot.calls, snapshot.consecutive_failures), (0, 0));
+    assert_eq!(
+        rec.steps()
+            .into_iter()
+            .map(|(f, t, _)| (f, t))
+            .collect::<Vec<_>>(),
+        [
+            (BreakerState::Closed, BreakerState::Open),
+            (BreakerState::Open, BreakerState::Open),
+            (BreakerState::Open, BreakerState::Closed),
+        ]
+    );
+    // From half-open too.
+    trip(&b, t1);
+    let permit = b.try_acquire(t1 + 10 * SEC).unwrap();
+    assert!(permit.is_probe());
+    assert!(b.force_open(
+        TransitionReason::HealthCheckFailed { checks: 1 },
+        t1 + 10 * SEC
+    ));
+    b.record(permit, ok(), t1 + 10 * SEC);
+    assert_eq!(
+        b.state(),
+        BreakerState::Open,
+        "the probe's late success is stale"
+    );
+}

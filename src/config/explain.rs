@@ -84,7 +84,23 @@ pub fn explain_limit(limit: &ConcurrencyLimit, who: &str) -> Vec<String> {
 
 /// What the limits and checks of one upstream do; empty when it has none.
 pub fn explain_upstream(upstream: &UpstreamSpec) -> Vec<String> {
-    explain_limit(&upstream.limit, "each backend")
+    let mut lines = explain_limit(&upstream.limit, "each backend");
+    if let Some(check) = &upstream.health_check {
+        lines.push(format!(
+            "checks GET {} on each backend every {} (timeout {}): {} failure{} in a row take a backend out of selection (its breaker opens, reason \"health check\"), {} pass{} in a row bring it back",
+            check.path,
+            duration(check.interval),
+            duration(check.timeout),
+            check.unhealthy_threshold,
+            if check.unhealthy_threshold == 1 { "" } else { "s" },
+            check.healthy_threshold,
+            if check.healthy_threshold == 1 { "" } else { "es" },
+        ));
+        lines.push(
+            "a breaker opened by failing traffic is closed by the first check that passes after its open period, never by a client request".to_owned(),
+        );
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -128,5 +144,19 @@ mod tests {
         let b = explain_upstream(&config.upstreams[1]);
         assert!(b[1].ends_with("(no queue)"), "{}", b[1]);
         assert!(explain_upstream(&config.upstreams[2]).is_empty());
+        let checked = Config::parse("upstreams:\n  a: { backends: [127.0.0.1:1], health_check: { path: /up } }\nroutes:\n  - { path: /, upstream: a, auth: none }\n").unwrap();
+        let lines = explain_upstream(&checked.upstreams[0]);
+        assert!(
+            lines[0].starts_with(
+                "checks GET /up on each backend every 5s (timeout 1s): 3 failures in a row"
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[0].ends_with("2 passes in a row bring it back"),
+            "{}",
+            lines[0]
+        );
     }
 }

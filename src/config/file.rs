@@ -341,6 +341,30 @@ pub struct UpstreamConfig {
     /// Longest a request waits in that queue before it is answered 503. Default 1s.
     #[serde(default = "default_queue_timeout")]
     pub queue_timeout: HumanDuration,
+    /// Active health checks of every backend. Default: none.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+/// An HTTP probe sent to each backend of an upstream in the background.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckConfig {
+    /// Path probed with GET; a 2xx answer passes. Default `/healthz`.
+    #[serde(default = "default_health_path")]
+    pub path: String,
+    /// Time between the end of one check and the start of the next. Default 5s.
+    #[serde(default = "default_health_interval")]
+    pub interval: HumanDuration,
+    /// A check without a complete answer within this fails. Default 1s.
+    #[serde(default = "default_health_timeout")]
+    pub timeout: HumanDuration,
+    /// Checks that must pass in a row to bring an ejected backend back. Default 2.
+    #[serde(default = "default_healthy_threshold")]
+    pub healthy_threshold: i64,
+    /// Checks that must fail in a row to eject a backend. Default 3.
+    #[serde(default = "default_unhealthy_threshold")]
+    pub unhealthy_threshold: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -527,6 +551,21 @@ fn default_breaker() -> String {
 }
 fn default_connect_retries() -> i64 {
     1
+}
+fn default_health_path() -> String {
+    "/healthz".to_owned()
+}
+fn default_health_interval() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
+fn default_health_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1))
+}
+fn default_healthy_threshold() -> i64 {
+    2
+}
+fn default_unhealthy_threshold() -> i64 {
+    3
 }
 fn default_max_in_flight() -> Switch<i64> {
     Switch::Off

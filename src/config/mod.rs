@@ -170,6 +170,18 @@ pub struct UpstreamSpec {
     pub connect_retries: u32,
     /// The bulkhead: calls each backend has at once, and the queue in front of them.
     pub limit: ConcurrencyLimit,
+    /// Active health checks of every backend, if configured.
+    pub health_check: Option<HealthCheckSpec>,
+}
+
+/// A compiled `health_check` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckSpec {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
 }
 
 /// A bulkhead's limits: how many calls at once, and the bounded wait for a free slot.

@@ -7,6 +7,7 @@
 
 mod attempt;
 pub mod bulkhead;
+pub mod health;
 
 use std::{
     net::SocketAddr,
@@ -19,14 +20,18 @@ use std::{
 
 pub use self::attempt::Attempt;
 use self::bulkhead::{Bulkhead, SHED_RETRY_AFTER, Shed};
+use self::health::{CheckResult, Health, Verdict};
 
 use pingora::upstreams::peer::HttpPeer;
 use prometheus::IntGauge;
 use tracing::{info, warn};
 
 use crate::{
-    breaker::{BreakerState, CircuitBreaker, Transition, TransitionListener, classify::StatusSet},
-    config::UpstreamSpec,
+    breaker::{
+        BreakerState, CircuitBreaker, Transition, TransitionListener, TransitionReason,
+        classify::StatusSet,
+    },
+    config::{HealthCheckSpec, UpstreamSpec},
     metrics,
 };
 
@@ -43,6 +48,8 @@ pub struct Backend {
     /// Attempts admitted to this backend and not yet dropped (shared across reloads like
     /// the breaker, since requests started under the old config still hold theirs).
     in_flight: Arc<AtomicUsize>,
+    /// What the active health checks concluded (shared across reloads like the breaker).
+    pub health: Arc<Health>,
     peer: HttpPeer,
 }
 
@@ -73,6 +80,8 @@ pub struct Upstream {
     /// `max_in_flight` per backend (the counters are the backends' `in_flight`) and the
     /// upstream's one wait queue; shared across reloads like the breakers.
     pub bulkhead: Arc<Bulkhead>,
+    /// Active health checks of every backend, if configured (run by `crate::checker`).
+    pub health_check: Option<HealthCheckSpec>,
     next: AtomicUsize,
 }
 
@@ -127,10 +136,16 @@ impl Upstream {
                     .map(|old| {
                         (
                             (old.label.clone(), old.breaker.clone()),
-                            old.in_flight.clone(),
+                            (old.in_flight.clone(), old.health.clone()),
                         )
                     });
-                let (kept, in_flight) = kept.unzip();
+                let (kept, counts) = kept.unzip();
+                let (in_flight, health) = counts.unzip();
+                let health: Arc<Health> = health.unwrap_or_default();
+                if spec.health_check.is_none() {
+                    // Unchecked from now on: what earlier checks concluded no longer applies.
+                    health.reset();
+                }
                 let (label, breaker) = match kept {
                     Some((label, breaker)) => {
                         breaker.set_policy(spec.policy.clone());
@@ -156,6 +171,7 @@ impl Upstream {
                     addr: b.addr,
                     breaker,
                     in_flight: in_flight.unwrap_or_default(),
+                    health,
                     peer,
                 }
             })
@@ -174,6 +190,7 @@ impl Upstream {
             failure_statuses: spec.failure_statuses.clone(),
             connect_retries: spec.connect_retries,
             bulkhead,
+            health_check: spec.health_check.clone(),
             next: AtomicUsize::new(0),
         }
     }
@@ -201,6 +218,17 @@ impl Upstream {
             if let Err(rejected) = backend.breaker.peek(now) {
                 refused(rejected);
                 continue;
+            }
+            if let Some(check) = &self.health_check {
+                // With active checks, only a check brings a backend back: an ejected one is
+                // skipped, and an open breaker is not half-opened by client requests.
+                if backend.health.is_ejected() || backend.breaker.state() == BreakerState::Open {
+                    refused(crate::breaker::Rejected {
+                        retry_after: check.interval,
+                        state: BreakerState::Open,
+                    });
+                    continue;
+                }
             }
             if !self.bulkhead.try_take(&backend.in_flight) {
                 full = true;
@@ -236,6 +264,53 @@ impl Upstream {
         admitted.unwrap_or_else(|shed| Err(Refused::Overloaded(shed)))
     }
 
+    /// Acts on one active health check of backend `index` at `now`: counts it, and ejects
+    /// (opens the breaker, reason "health check …") or restores (closes it) as the state
+    /// machine decides. A breaker the traffic opened is closed by the first check that
+    /// passes after its open period. Returns the verdict.
+    pub fn record_check(&self, index: usize, result: CheckResult, now: Instant) -> Verdict {
+        let (Some(spec), Some(backend)) = (&self.health_check, self.backends.get(index)) else {
+            return Verdict::Unchanged;
+        };
+        metrics::HEALTH_CHECKS
+            .with_label_values(&[&*self.name, &*backend.label, result.as_str()])
+            .inc();
+        let verdict = backend.health.record(result, spec, now);
+        let breaker = &backend.breaker;
+        match verdict {
+            Verdict::Eject { failures } => {
+                breaker.force_open(
+                    TransitionReason::HealthCheckFailed { checks: failures },
+                    now,
+                );
+            }
+            Verdict::Restore { passes } => {
+                breaker.force_close(TransitionReason::HealthCheckPassed { checks: passes }, now);
+            }
+            Verdict::Unchanged => {
+                let ejected = backend.health.is_ejected();
+                if ejected && breaker.state() == BreakerState::Closed {
+                    // Ejected, but the breaker was closed under it (a reload that added the
+                    // check to an ejected backend's upstream, a lost race): open it again.
+                    let (_, failures) = backend.health.streaks();
+                    breaker.force_open(
+                        TransitionReason::HealthCheckFailed { checks: failures },
+                        now,
+                    );
+                } else if !ejected
+                    && result.passed()
+                    && breaker.state() == BreakerState::Open
+                    && breaker.peek(now).is_ok()
+                {
+                    let (passes, _) = backend.health.streaks();
+                    breaker
+                        .force_close(TransitionReason::HealthCheckPassed { checks: passes }, now);
+                }
+            }
+        }
+        verdict
+    }
+
     /// Whether a backend other than those `tried` exists at all.
     pub fn has_untried(&self, tried: u64) -> bool {
         (0..self.backends.len()).any(|i| tried & (1 << i) == 0)
@@ -249,6 +324,13 @@ impl Upstream {
                 let _ = metrics::BREAKER_STATE.remove_label_values(&[&*self.name, &*backend.label]);
                 let _ = metrics::UPSTREAM_IN_FLIGHT
                     .remove_label_values(&[&*self.name, &*backend.label]);
+                for result in ["pass", "fail", "timeout", "error"] {
+                    let _ = metrics::HEALTH_CHECKS.remove_label_values(&[
+                        &*self.name,
+                        &*backend.label,
+                        result,
+                    ]);
+                }
             }
         }
         if next.is_none() {

@@ -264,6 +264,14 @@ fn check_explains_each_breaker() {
         stdout.contains("stays open 10s at first, doubling after each failed probe up to 5m"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("upstream users:\n  - checks GET /healthz on each backend every 5s"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("the token exchange takes at most 71 calls at once"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

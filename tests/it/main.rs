@@ -12,6 +12,7 @@ mod cache;
 mod cli;
 mod client_limits;
 mod config_fixtures;
+mod health;
 mod layers;
 mod proxying;
 mod reload;

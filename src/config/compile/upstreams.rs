@@ -13,8 +13,13 @@ use super::{
     breakers::{Breakers, Compiled},
 };
 use crate::config::{
-    BackendSpec, ConcurrencyLimit, UpstreamSpec, file::UpstreamConfig, units::Switch,
+    BackendSpec, ConcurrencyLimit, HealthCheckSpec, UpstreamSpec,
+    file::{HealthCheckConfig, UpstreamConfig},
+    units::Switch,
 };
+
+/// Upper bound of the health-check thresholds: a typo, not a threshold anyone means.
+const MAX_HEALTH_THRESHOLD: i64 = 100;
 
 /// Upper bound that catches a typo (an extra zero) rather than encodes a real limit.
 const MAX_CONNECT_RETRIES: i64 = 16;
@@ -89,6 +94,10 @@ fn upstream(
         config.max_queued,
         config.queue_timeout.0,
     );
+    let health_check = config
+        .health_check
+        .as_ref()
+        .map(|check| health_check(&mut part, check));
     part.passed()?;
     let breaker = breaker?;
     Some(UpstreamSpec {
@@ -103,7 +112,41 @@ fn upstream(
         failure_statuses: breaker.failure_statuses,
         connect_retries: u32::try_from(config.connect_retries).unwrap_or(0),
         limit,
+        health_check,
     })
+}
+
+/// Checks a `health_check` block (keys under `health_check.` in `part`).
+fn health_check(part: &mut Part<'_, '_>, check: &HealthCheckConfig) -> HealthCheckSpec {
+    if !check.path.starts_with('/') || check.path.contains(char::is_whitespace) {
+        part.add(
+            "health_check.path",
+            format!(
+                "invalid path {:?}: must start with / and contain no spaces",
+                check.path
+            ),
+        );
+    }
+    let interval = part.positive_duration("health_check.interval", check.interval.0);
+    let timeout = part.positive_duration("health_check.timeout", check.timeout.0);
+    let mut threshold = |key: &str, value: i64| {
+        if !(1..=MAX_HEALTH_THRESHOLD).contains(&value) {
+            part.add(
+                &format!("health_check.{key}"),
+                format!("must be between 1 and {MAX_HEALTH_THRESHOLD}, got {value}"),
+            );
+        }
+        u32::try_from(value).unwrap_or(1)
+    };
+    let healthy_threshold = threshold("healthy_threshold", check.healthy_threshold);
+    let unhealthy_threshold = threshold("unhealthy_threshold", check.unhealthy_threshold);
+    HealthCheckSpec {
+        path: check.path.clone(),
+        interval,
+        timeout,
+        healthy_threshold,
+        unhealthy_threshold,
+    }
 }
 
 /// Checks a bulkhead's keys (`max_in_flight`, `max_queued`, `queue_timeout` in `part`).

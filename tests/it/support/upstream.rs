@@ -130,6 +130,16 @@ impl TestUpstream {
         self.shared.peak.load(Ordering::SeqCst)
     }
 
+    /// The status `GET /healthz` answers from now on (200 at start).
+    pub fn set_health(&self, status: u16) {
+        self.shared.health.store(status, Ordering::SeqCst);
+    }
+
+    /// `GET /healthz` requests received.
+    pub fn health_hits(&self) -> usize {
+        self.shared.health_hits.load(Ordering::SeqCst)
+    }
+
     /// Kills the server: the listener closes (connections are refused) and every open
     /// connection is dropped.
     pub async fn stop(&mut self) {
