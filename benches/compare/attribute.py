@@ -69,6 +69,7 @@ def parse(path):
     self_cost = defaultdict(int)
     call_incl = defaultdict(int)
     calls = defaultdict(int)
+    pair_calls = defaultdict(int)
     obj_of = {}
     npos = 1
     event_idx = 0
@@ -115,6 +116,7 @@ def parse(path):
             elif key == "calls":
                 count = int(rest.split()[0])
                 calls[cfn] += count
+                pair_calls[(fn, cfn)] += count
                 pending_call = cfn
             elif line.startswith("positions:"):
                 npos = len(line.split()[1:])
@@ -125,7 +127,7 @@ def parse(path):
                 total = int(line.split()[1 + event_idx])
     if total is None:
         total = sum(self_cost.values())
-    return total, self_cost, call_incl, calls, obj_of
+    return total, self_cost, call_incl, calls, obj_of, pair_calls
 
 
 def area_of(name, obj):
@@ -144,8 +146,10 @@ def main():
     ap.add_argument("dump")
     ap.add_argument("requests", type=int)
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--callers", action="append", default=[], metavar="REGEX",
+                    help="also list the direct callers of the functions matching REGEX")
     args = ap.parse_args()
-    total, self_cost, call_incl, calls, obj_of = parse(args.dump)
+    total, self_cost, call_incl, calls, obj_of, pair_calls = parse(args.dump)
     n = args.requests
     per = lambda v: v / n  # noqa: E731
 
@@ -194,6 +198,17 @@ def main():
         short = name if len(name) <= 150 else name[:147] + "..."
         short = short.replace("|", "\\|")
         print(f"| `{short}` | {per(v):,.0f} | {100 * v / total:.1f} % |")
+
+    for pattern in args.callers:
+        rx = re.compile(pattern)
+        rows = [(caller, callee, call_incl[(caller, callee)], c)
+                for (caller, callee), c in pair_calls.items() if callee and rx.search(callee)]
+        rows.sort(key=lambda r: -r[2])
+        print(f"\n| callers of `{pattern}` (top {args.top}) | calls per request | instructions per request in the callee |")
+        print("| --- | ---: | ---: |")
+        for caller, _callee, incl, c in rows[: args.top]:
+            short = (caller if len(caller) <= 150 else caller[:147] + "...").replace("|", "\\|")
+            print(f"| `{short}` | {c / n:.2f} | {per(incl):,.0f} |")
 
 
 if __name__ == "__main__":
