@@ -4,12 +4,15 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-/// A cached response. Times are Unix milliseconds.
+/// A cached response. Times are Unix milliseconds. The content type and the body share one
+/// buffer (`data`: the type's bytes, then the body), so an entry costs one allocation
+/// besides the store's own bookkeeping, and a clone is a reference count.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedResponse {
     pub status: u16,
-    pub content_type: Option<String>,
-    pub body: Bytes,
+    /// Length of the content type at the start of `data` (0: none).
+    type_len: u16,
+    data: Bytes,
     pub stored_at: u64,
     /// Served as a hit until then.
     pub fresh_until: u64,
@@ -20,7 +23,28 @@ pub struct CachedResponse {
 /// Format version byte, so that a change of layout reads as a miss, not as garbage.
 const VERSION: u8 = 1;
 
+/// Bytes before the content type in the wire form.
+const WIRE_HEADER: usize = 29;
+
 impl CachedResponse {
+    /// An entry holding a copy of `content_type` and `body` (a content type longer than
+    /// 64 KiB is dropped; no real one is).
+    pub fn new(
+        status: u16,
+        content_type: Option<&str>,
+        body: &[u8],
+        stored_at: u64,
+        fresh_until: u64,
+        stale_until: u64,
+    ) -> Self {
+        let content_type = content_type
+            .filter(|t| t.len() <= usize::from(u16::MAX))
+            .unwrap_or("");
+        let mut data = Collector::new(Some(content_type), body.len());
+        data.push(body);
+        data.finish(status, stored_at, fresh_until, stale_until)
+    }
+
     pub fn is_fresh(&self, now_ms: u64) -> bool {
         now_ms < self.fresh_until
     }
@@ -34,51 +58,118 @@ impl CachedResponse {
         now_ms.saturating_sub(self.stored_at) / 1000
     }
 
+    pub fn content_type(&self) -> Option<&str> {
+        let bytes = &self.data[..usize::from(self.type_len)];
+        // Written from a `&str` or checked on decode, so never invalid.
+        (!bytes.is_empty())
+            .then(|| std::str::from_utf8(bytes).ok())
+            .flatten()
+    }
+
+    /// The body, sharing the entry's buffer.
+    pub fn body(&self) -> Bytes {
+        self.data.slice(usize::from(self.type_len)..)
+    }
+
+    pub fn body_len(&self) -> usize {
+        self.data.len() - usize::from(self.type_len)
+    }
+
     /// Bytes this entry costs in memory, roughly.
     pub fn weight(&self) -> u64 {
-        (self.body.len() + self.content_type.as_ref().map_or(0, String::len) + 64) as u64
+        (self.data.len() + 64) as u64
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let content_type = self.content_type.as_deref().unwrap_or("").as_bytes();
-        let mut out = BytesMut::with_capacity(32 + content_type.len() + self.body.len());
+        let mut out = BytesMut::with_capacity(WIRE_HEADER + self.data.len());
         out.put_u8(VERSION);
         out.put_u16(self.status);
         out.put_u64(self.stored_at);
         out.put_u64(self.fresh_until);
         out.put_u64(self.stale_until);
-        out.put_u16(u16::try_from(content_type.len()).unwrap_or(0));
-        if content_type.len() <= usize::from(u16::MAX) {
-            out.put_slice(content_type);
-        }
-        out.put_slice(&self.body);
+        out.put_u16(self.type_len);
+        out.put_slice(&self.data);
         out.to_vec()
     }
 
     /// `None` for anything that is not a well-formed entry of this version.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let mut input = bytes;
-        if input.remaining() < 29 || input.get_u8() != VERSION {
+        if input.remaining() < WIRE_HEADER || input.get_u8() != VERSION {
             return None;
         }
         let status = input.get_u16();
         let stored_at = input.get_u64();
         let fresh_until = input.get_u64();
         let stale_until = input.get_u64();
-        let type_len = usize::from(input.get_u16());
-        if input.remaining() < type_len {
+        let type_len = input.get_u16();
+        if input.remaining() < usize::from(type_len) {
             return None;
         }
-        let content_type = std::str::from_utf8(&input[..type_len]).ok()?.to_owned();
-        input.advance(type_len);
+        std::str::from_utf8(&input[..usize::from(type_len)]).ok()?;
         Some(CachedResponse {
             status,
-            content_type: (!content_type.is_empty()).then_some(content_type),
-            body: Bytes::copy_from_slice(input),
+            type_len,
+            data: Bytes::copy_from_slice(input),
             stored_at,
             fresh_until,
             stale_until,
         })
+    }
+}
+
+/// Builds an entry's buffer while its body streams in: the content type first, then the
+/// chunks, in a buffer sized once when the length is declared.
+#[derive(Debug)]
+pub struct Collector {
+    type_len: u16,
+    data: BytesMut,
+}
+
+impl Collector {
+    /// A content type over 64 KiB is dropped (no real one is).
+    pub fn new(content_type: Option<&str>, expected_body: usize) -> Self {
+        let content_type = content_type
+            .filter(|t| t.len() <= usize::from(u16::MAX))
+            .unwrap_or("");
+        let mut data = BytesMut::with_capacity(content_type.len() + expected_body);
+        data.put_slice(content_type.as_bytes());
+        Collector {
+            type_len: u16::try_from(content_type.len()).unwrap_or(0),
+            data,
+        }
+    }
+
+    pub fn body_len(&self) -> usize {
+        self.data.len() - usize::from(self.type_len)
+    }
+
+    pub fn push(&mut self, chunk: &[u8]) {
+        self.data.extend_from_slice(chunk);
+    }
+
+    pub fn finish(
+        self,
+        status: u16,
+        stored_at: u64,
+        fresh_until: u64,
+        stale_until: u64,
+    ) -> CachedResponse {
+        // A buffer filled exactly becomes the entry as is; one that grew (no declared
+        // length) is copied once to its size, so no spare capacity stays resident.
+        let data = if self.data.capacity() == self.data.len() {
+            self.data.freeze()
+        } else {
+            Bytes::copy_from_slice(&self.data)
+        };
+        CachedResponse {
+            status,
+            type_len: self.type_len,
+            data,
+            stored_at,
+            fresh_until,
+            stale_until,
+        }
     }
 }
 
@@ -88,22 +179,28 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let entry = CachedResponse {
-            status: 200,
-            content_type: Some("application/json".into()),
-            body: Bytes::from_static(br#"{"id":1}"#),
-            stored_at: 1,
-            fresh_until: 2,
-            stale_until: 3,
-        };
+        let entry = CachedResponse::new(200, Some("application/json"), br#"{"id":1}"#, 1, 2, 3);
         assert_eq!(CachedResponse::decode(&entry.encode()), Some(entry.clone()));
-        let bare = CachedResponse {
-            content_type: None,
-            body: Bytes::new(),
-            ..entry
-        };
-        assert_eq!(CachedResponse::decode(&bare.encode()), Some(bare));
+        assert_eq!(entry.content_type(), Some("application/json"));
+        assert_eq!(entry.body(), Bytes::from_static(br#"{"id":1}"#));
+        let bare = CachedResponse::new(200, None, b"", 1, 2, 3);
+        assert_eq!(CachedResponse::decode(&bare.encode()), Some(bare.clone()));
+        assert_eq!((bare.content_type(), bare.body_len()), (None, 0));
         assert_eq!(CachedResponse::decode(b"nonsense"), None);
         assert_eq!(CachedResponse::decode(&[]), None);
+    }
+
+    #[test]
+    fn collected_in_chunks_with_or_without_a_declared_length() {
+        for expected in [0, 7, 100] {
+            let mut collector = Collector::new(Some("text/plain"), expected);
+            collector.push(b"abc");
+            collector.push(b"defg");
+            assert_eq!(collector.body_len(), 7);
+            let entry = collector.finish(200, 1, 2, 3);
+            assert_eq!(entry.content_type(), Some("text/plain"));
+            assert_eq!(entry.body(), Bytes::from_static(b"abcdefg"));
+            assert_eq!(entry.weight(), 10 + 7 + 64);
+        }
     }
 }

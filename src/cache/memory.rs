@@ -1,16 +1,15 @@
 //! The in-process store: a moka cache bounded by entries and bytes at once. Each entry
 //! weighs at least `max_bytes / max_entries`, so neither bound can be exceeded; eviction is
 //! TinyLFU with LRU. Entries are keyed by their 32-byte digest rather than its 66-character
-//! hex form, and carry no per-entry expiry timer: freshness is judged on every read, and an
-//! entry past its stale deadline is simply a miss until it is replaced or evicted. Both
-//! keep the per-entry overhead down (see docs/benchmarks.md, RSS at 100k entries).
+//! hex form, and moka keeps no expiry for them at all (no per-entry timer, no time-to-live
+//! and so no write-order queue): freshness is judged on every read, and an entry past its
+//! stale deadline is simply a miss until it is replaced or evicted by the bounds. Values are
+//! held by value, one buffer each (see `CachedResponse`). All of this keeps the per-entry
+//! overhead down (docs/benchmarks.md, RSS at 100k entries).
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::{Duration, SystemTime},
+    sync::atomic::{AtomicU64, Ordering},
+    time::SystemTime,
 };
 
 use async_trait::async_trait;
@@ -19,16 +18,15 @@ use moka::sync::Cache;
 use super::{CachedResponse, Store, StoreError};
 
 pub struct MemoryStore {
-    entries: Cache<[u8; 32], Arc<CachedResponse>>,
+    /// Entries by value: a `CachedResponse` is one shared buffer plus its times, so the
+    /// clone on a read is a reference count and no `Arc` per entry is needed.
+    entries: Cache<[u8; 32], CachedResponse>,
     /// Generation counters. A counter that is missing (never bumped, or evicted) is
     /// created with a value never handed out before, so it can only orphan entries,
     /// never revive them.
     generations: Cache<String, u64>,
     next_generation: AtomicU64,
 }
-
-/// Nothing outlives this (validation caps `ttl + stale_if_error` at 24 h).
-const LONGEST_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
 /// The digest an entry key (`c:` and 64 hex digits) stands for; any other string is hashed.
 fn slot(key: &str) -> [u8; 32] {
@@ -68,10 +66,9 @@ impl MemoryStore {
         MemoryStore {
             entries: Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(move |_key: &[u8; 32], entry: &Arc<CachedResponse>| {
+                .weigher(move |_key: &[u8; 32], entry: &CachedResponse| {
                     u32::try_from(entry.weight().max(floor)).unwrap_or(u32::MAX)
                 })
-                .time_to_live(LONGEST_LIFETIME)
                 .build(),
             generations: Cache::builder().max_capacity(max_entries.max(1024)).build(),
             next_generation: AtomicU64::new(1),
@@ -103,11 +100,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Arc<CachedResponse>>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<CachedResponse>, StoreError> {
         Ok(self.entries.get(&slot(key)))
     }
 
-    async fn put(&self, key: String, entry: Arc<CachedResponse>) -> Result<(), StoreError> {
+    async fn put(&self, key: String, entry: CachedResponse) -> Result<(), StoreError> {
         self.entries.insert(slot(&key), entry);
         Ok(())
     }
@@ -127,18 +124,11 @@ pub fn unix_ms(time: SystemTime) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
-    fn entry(bytes: usize, stale_in_ms: u64) -> Arc<CachedResponse> {
+    fn entry(bytes: usize, stale_in_ms: u64) -> CachedResponse {
         let now = unix_ms(SystemTime::now());
-        Arc::new(CachedResponse {
-            status: 200,
-            content_type: None,
-            body: Bytes::from(vec![b'x'; bytes]),
-            stored_at: now,
-            fresh_until: now + stale_in_ms,
-            stale_until: now + stale_in_ms,
-        })
+        let body = vec![b'x'; bytes];
+        CachedResponse::new(200, None, &body, now, now + stale_in_ms, now + stale_in_ms)
     }
 
     #[tokio::test]
@@ -170,6 +160,58 @@ mod tests {
         assert_eq!(format!("c:{hex}"), key);
         assert_ne!(slot("c:zz"), slot("c:zy"));
         assert_ne!(slot(&key.to_uppercase()), digest);
+    }
+
+    /// Resident bytes per entry with 100 000 entries shaped like the seed's path objects
+    /// under `GET /path?id=N` (a measurement, not a test: run it alone with
+    /// `cargo test --release --lib cache::memory::tests::rss_per_entry -- --ignored
+    /// --nocapture`; docs/benchmarks.md records its output).
+    #[tokio::test(flavor = "current_thread")]
+    #[ignore = "a measurement; run it alone"]
+    async fn rss_per_entry() {
+        fn rss_kib() -> u64 {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+            line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        }
+        let seed = concat!(env!("CARGO_MANIFEST_DIR"), "/data/seed/paths_init.json");
+        let paths: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(seed).unwrap()).unwrap();
+        let bodies: Vec<Vec<u8>> = (1..=100_000u64)
+            .map(|id| {
+                let mut path = paths[(id as usize - 1) % paths.len()].clone();
+                path["id"] = id.into();
+                serde_json::to_vec(&path).unwrap()
+            })
+            .collect();
+        let keys: Vec<String> = (1..=100_000u64)
+            .map(|id| {
+                let query = format!("id={id}");
+                let owner = super::super::Owner::Everyone;
+                super::super::key::entry_key("", "/path", "/path", Some(&query), owner, 1)
+            })
+            .collect();
+        let body_bytes: usize = bodies.iter().map(Vec::len).sum();
+        let store = MemoryStore::new(200_000, 256 << 20);
+        let now = unix_ms(SystemTime::now());
+        let before = rss_kib();
+        for (key, body) in keys.into_iter().zip(&bodies) {
+            // As `proxy::caching` collects it: the declared length sizes the buffer.
+            let mut collector = super::super::Collector::new(Some("application/json"), body.len());
+            collector.push(body);
+            let entry = collector.finish(200, now, now + 3_600_000, now + 3_600_000);
+            store.put(key, entry).await.unwrap();
+        }
+        let (entries, _) = store.usage().unwrap();
+        let after = rss_kib();
+        assert_eq!(entries, 100_000);
+        println!(
+            "entries {entries}; mean body {} B; RSS {} KiB -> {} KiB; {} B per entry",
+            body_bytes / 100_000,
+            before,
+            after,
+            (after - before) * 1024 / entries
+        );
     }
 
     #[tokio::test]

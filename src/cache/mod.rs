@@ -22,7 +22,7 @@ use http::{HeaderMap, Method, header};
 use tokio::sync::watch;
 
 pub use self::{
-    entry::CachedResponse,
+    entry::{CachedResponse, Collector},
     key::{Owner, normalize_query},
     link::Health,
     memory::{MemoryStore, unix_ms},
@@ -46,9 +46,9 @@ pub trait Store: Send + Sync {
     async fn generation(&self, key: &str) -> Result<u64, StoreError>;
     /// Moves each counter to a value it never had.
     async fn bump(&self, keys: &[String]) -> Result<(), StoreError>;
-    async fn get(&self, key: &str) -> Result<Option<Arc<CachedResponse>>, StoreError>;
+    async fn get(&self, key: &str) -> Result<Option<CachedResponse>, StoreError>;
     /// Stores until the entry's `stale_until`.
-    async fn put(&self, key: String, entry: Arc<CachedResponse>) -> Result<(), StoreError>;
+    async fn put(&self, key: String, entry: CachedResponse) -> Result<(), StoreError>;
     /// Entries and bytes held, when the store can tell cheaply.
     fn usage(&self) -> Option<(u64, u64)>;
     /// Starts connecting in the background, if the store needs a connection.
@@ -62,9 +62,9 @@ pub trait Store: Send + Sync {
 /// What a lookup found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    Fresh(Arc<CachedResponse>),
+    Fresh(CachedResponse),
     /// Expired, but may still answer if the upstream fails.
-    Stale(Arc<CachedResponse>),
+    Stale(CachedResponse),
     Miss,
 }
 
@@ -234,7 +234,7 @@ impl ResponseCache {
     pub fn store(&self, key: &RequestKey, response: CachedResponse, leader: Option<LeaderGuard>) {
         let store = self.store.clone();
         let entry_key = key.key.clone();
-        let entry = Arc::new(response);
+        let entry = response;
         let mut write = Box::pin(async move {
             // Errors are counted by the store; the response already went out.
             let _ = store.put(entry_key, entry).await;

@@ -5,7 +5,7 @@
 //! and reopened in the background, so caching resumes by itself within
 //! [`link::RETRY_EVERY`](super::link::RETRY_EVERY) of Redis answering again.
 
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::{AsyncCommands, AsyncConnectionConfig, Client, aio::MultiplexedConnection};
@@ -101,15 +101,12 @@ impl Store for RedisStore {
             .await
     }
 
-    async fn get(&self, key: &str) -> Result<Option<Arc<CachedResponse>>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<CachedResponse>, StoreError> {
         let bytes: Option<Vec<u8>> = self.run(|mut c| async move { c.get(key).await }).await?;
-        Ok(bytes
-            .as_deref()
-            .and_then(CachedResponse::decode)
-            .map(Arc::new))
+        Ok(bytes.as_deref().and_then(CachedResponse::decode))
     }
 
-    async fn put(&self, key: String, entry: Arc<CachedResponse>) -> Result<(), StoreError> {
+    async fn put(&self, key: String, entry: CachedResponse) -> Result<(), StoreError> {
         let now = super::memory::unix_ms(std::time::SystemTime::now());
         let ttl_ms = entry.stale_until.saturating_sub(now).max(1);
         let bytes = entry.encode();

@@ -1,6 +1,5 @@
 //! ResponseCache over the memory store, with injected time.
 
-use bytes::Bytes;
 use http::HeaderValue;
 
 use super::*;
@@ -26,14 +25,14 @@ fn at(ms: u64) -> SystemTime {
 }
 
 fn response(body: &'static str, stored_at: u64, p: RouteCachePolicy) -> CachedResponse {
-    CachedResponse {
-        status: 200,
-        content_type: Some("application/json".into()),
-        body: Bytes::from_static(body.as_bytes()),
+    CachedResponse::new(
+        200,
+        Some("application/json"),
+        body.as_bytes(),
         stored_at,
-        fresh_until: stored_at + p.ttl.as_millis() as u64,
-        stale_until: stored_at + (p.ttl + p.stale_if_error).as_millis() as u64,
-    }
+        stored_at + p.ttl.as_millis() as u64,
+        stored_at + (p.ttl + p.stale_if_error).as_millis() as u64,
+    )
 }
 
 /// Far enough in the future that the memory store's wall-clock expiry keeps entries.
@@ -173,7 +172,7 @@ async fn one_leader_per_key_and_waiters_wake_when_it_stores() {
     cache.store(&key, response("leader's", T0, p), Some(guard));
     let (waited, found) = waiter.await.unwrap();
     assert!(waited);
-    assert!(matches!(found, Lookup::Fresh(entry) if entry.body == "leader's"));
+    assert!(matches!(found, Lookup::Fresh(entry) if entry.body() == "leader's"));
     // Once the leader is done, the next miss leads again.
     assert!(matches!(
         cache.coalesce(&key, Duration::from_secs(5)).await,

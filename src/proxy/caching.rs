@@ -2,16 +2,18 @@
 //! store in `upstream_response_filter`, collecting the body in `response_body_filter`,
 //! and answering from an entry (fresh, or stale when the upstream fails).
 
-use std::{sync::Arc, time::SystemTime};
+use std::time::SystemTime;
 
-use bytes::BytesMut;
 use http::{Method, header};
 use pingora::http::ResponseHeader;
 use pingora_proxy::Session;
 
 use super::RequestCtx;
 use crate::{
-    cache::{CachedResponse, Coalesced, LeaderGuard, Lookup, RequestKey, ResponseCache, unix_ms},
+    cache::{
+        CachedResponse, Coalesced, Collector, LeaderGuard, Lookup, RequestKey, ResponseCache,
+        unix_ms,
+    },
     headers::{REQUEST_ID, X_CACHE},
     metrics,
 };
@@ -27,16 +29,15 @@ pub struct CacheState {
     /// `MISS` or `BYPASS`: what the `X-Cache` header says if the upstream answers.
     pub label: &'static str,
     /// An expired entry that may answer if the upstream fails.
-    pub stale: Option<Arc<CachedResponse>>,
+    pub stale: Option<CachedResponse>,
     /// Held while this request fetches the key for others.
     pub leader: Option<LeaderGuard>,
-    /// The body being collected for storage.
-    pub collected: Option<BytesMut>,
-    pub content_type: Option<String>,
+    /// The content type and body being collected for storage.
+    pub collected: Option<Collector>,
 }
 
 impl CacheState {
-    pub fn usable_stale(&self, now: SystemTime) -> Option<Arc<CachedResponse>> {
+    pub fn usable_stale(&self, now: SystemTime) -> Option<CachedResponse> {
         self.stale
             .as_ref()
             .filter(|entry| entry.is_usable_stale(unix_ms(now)))
@@ -84,7 +85,6 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
             stale: None,
             leader: None,
             collected: None,
-            content_type: None,
         });
         return Ok(Looked::Proceed);
     };
@@ -94,7 +94,6 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
         stale: None,
         leader: None,
         collected: None,
-        content_type: None,
     };
     if !refresh {
         match cache.lookup(&key, SystemTime::now()).await {
@@ -147,10 +146,10 @@ pub async fn answer(
     request_id: &str,
 ) -> pingora::Result<()> {
     let mut header = ResponseHeader::build(entry.status, Some(6))?;
-    if let Some(content_type) = &entry.content_type {
-        header.insert_header(header::CONTENT_TYPE, content_type.as_str())?;
+    if let Some(content_type) = entry.content_type() {
+        header.insert_header(header::CONTENT_TYPE, content_type)?;
     }
-    header.insert_header(header::CONTENT_LENGTH, entry.body.len().to_string())?;
+    header.insert_header(header::CONTENT_LENGTH, entry.body_len().to_string())?;
     header.insert_header(X_CACHE, label)?;
     header.insert_header(
         header::AGE,
@@ -160,7 +159,7 @@ pub async fn answer(
     session
         .write_response_header(Box::new(header), false)
         .await?;
-    let body = (session.req_header().method != Method::HEAD).then(|| entry.body.clone());
+    let body = (session.req_header().method != Method::HEAD).then(|| entry.body());
     session.write_response_body(body, true).await?;
     Ok(())
 }
@@ -185,12 +184,13 @@ pub fn on_upstream_response(
     };
     if *method == Method::GET && fits && crate::cache::is_storable(status, &response.headers, scope)
     {
-        state.collected = Some(BytesMut::new());
-        state.content_type = response
+        let content_type = response
             .headers
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .and_then(|v| v.to_str().ok());
+        // `fits` bounds the declared length by `max_entry_bytes`.
+        let expected = declared_length.map_or(0, |length| length as usize);
+        state.collected = Some(Collector::new(content_type, expected));
     }
     Ok(())
 }
@@ -206,11 +206,11 @@ pub fn on_body(
         return;
     };
     if let Some(chunk) = body {
-        if (collected.len() + chunk.len()) as u64 > cache.max_entry_bytes() {
+        if (collected.body_len() + chunk.len()) as u64 > cache.max_entry_bytes() {
             state.collected = None;
             return;
         }
-        collected.extend_from_slice(chunk);
+        collected.push(chunk);
     }
     if !end_of_stream {
         return;
@@ -221,14 +221,8 @@ pub fn on_body(
     let now = unix_ms(SystemTime::now());
     let policy = key.policy;
     let fresh_until = now + policy.ttl.as_millis() as u64;
-    let response = CachedResponse {
-        status: 200,
-        content_type: state.content_type.take(),
-        body: collected.freeze(),
-        stored_at: now,
-        fresh_until,
-        stale_until: fresh_until + policy.stale_if_error.as_millis() as u64,
-    };
+    let stale_until = fresh_until + policy.stale_if_error.as_millis() as u64;
+    let response = collected.finish(200, now, fresh_until, stale_until);
     cache.store(key, response, state.leader.take());
 }
 
