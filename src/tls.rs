@@ -10,6 +10,10 @@ use std::{fmt, path::Path, sync::Arc};
 
 use arc_swap::ArcSwap;
 use aws_lc_rs::digest;
+use pingora::{
+    protocols::tls::CaType,
+    utils::tls::{WrappedX509, parse_x509},
+};
 use rustls::{
     server::{ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
@@ -194,6 +198,16 @@ impl CaCerts {
     /// The certificates, DER.
     pub fn der(&self) -> &[Vec<u8>] {
         &self.0
+    }
+
+    /// The certificates as Pingora's connector takes a peer's CA list.
+    pub fn for_pingora(&self) -> Arc<CaType> {
+        // Each was parsed when loaded, so Pingora's parser (which panics on bad DER) only
+        // sees valid certificates.
+        self.0
+            .iter()
+            .map(|der| WrappedX509::new(der.clone(), parse_x509))
+            .collect()
     }
 }
 

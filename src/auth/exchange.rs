@@ -52,7 +52,7 @@ impl UsersTokenSource {
 /// breaker, except for `Stale`, which the caller settles.
 enum Broken {
     /// The connection could not be made: nothing was sent.
-    Connect,
+    Connect(FailureKind),
     /// A pooled connection failed before any answer: the service had probably closed it.
     Stale(Box<pingora::Error>),
     /// Sent, then failed (a failure of the service).
@@ -108,13 +108,21 @@ impl TokenSource for UsersTokenSource {
             attempts += 1;
             let failure = match self.call(&mut attempt, basic, request_id).await {
                 Ok((status, body)) => return interpret(status, body, users),
-                Err(Broken::Connect) => {
+                Err(Broken::Connect(kind)) => {
                     if attempts <= users.connect_retries && users.has_untried(tried) {
                         continue;
                     }
                     return Err(unavailable(
                         RETRY_AFTER_FAILURE,
-                        "the users service cannot be reached",
+                        match kind {
+                            FailureKind::TlsVerification => {
+                                "the users service's TLS certificate failed verification"
+                            }
+                            FailureKind::TlsHandshake => {
+                                "the TLS handshake with the users service failed"
+                            }
+                            _ => "the users service cannot be reached",
+                        },
                     ));
                 }
                 Err(Broken::Stale(error)) => {
@@ -158,10 +166,7 @@ impl UsersTokenSource {
         };
         let (mut session, reused) = match self.connector.get_http_session(&peer).await {
             Ok(connected) => connected,
-            Err(error) => {
-                settle_error(attempt, error);
-                return Err(Broken::Connect);
-            }
+            Err(error) => return Err(Broken::Connect(settle_error(attempt, error))),
         };
         session.set_read_timeout(peer.options.read_timeout);
         session.set_write_timeout(peer.options.write_timeout);

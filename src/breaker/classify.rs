@@ -5,6 +5,10 @@
 //! exchange classify here (through `upstream::Attempt`); the breaker decides what the
 //! outcome means.
 //!
+//! A failed TLS handshake with a backend is a failure to connect, and one whose certificate
+//! was refused (expired, another name, unknown issuer) is told apart from the others, so
+//! the client's problem and the metrics can say so.
+//!
 //! One rule decides blame, and it is applied here only ([`error_failure`] and
 //! [`status_failure`]): **an attempt counts against a backend only for what the backend did
 //! after the gateway had the whole request for it**, and for connecting, which never waits
@@ -24,7 +28,10 @@ pub fn error_failure(error: &pingora::Error, request_complete: bool) -> Option<F
     let kind = failure_kind(error)?;
     let connecting = matches!(
         kind,
-        FailureKind::ConnectFailed | FailureKind::ConnectTimeout
+        FailureKind::ConnectFailed
+            | FailureKind::ConnectTimeout
+            | FailureKind::TlsVerification
+            | FailureKind::TlsHandshake
     );
     (connecting || request_complete).then_some(kind)
 }
@@ -49,6 +56,15 @@ pub fn failure_kind(error: &pingora::Error) -> Option<FailureKind> {
         | ErrorType::ConnectError
         | ErrorType::BindError
         | ErrorType::SocketError => return Some(FailureKind::ConnectFailed),
+        ErrorType::InvalidCert => return Some(FailureKind::TlsVerification),
+        ErrorType::TLSHandshakeFailure | ErrorType::TLSWantX509Lookup
+            if certificate_refused(error) =>
+        {
+            return Some(FailureKind::TlsVerification);
+        }
+        ErrorType::TLSHandshakeFailure | ErrorType::TLSWantX509Lookup => {
+            return Some(FailureKind::TlsHandshake);
+        }
         _ => {}
     }
     if *error.esource() != ErrorSource::Upstream {
@@ -59,6 +75,13 @@ pub fn failure_kind(error: &pingora::Error) -> Option<FailureKind> {
         ErrorType::WriteTimedout => FailureKind::WriteTimeout,
         _ => FailureKind::ResponseIncomplete,
     })
+}
+
+/// Whether a TLS handshake failed because the backend's certificate was refused. rustls
+/// says so only in its message (`invalid peer certificate: Expired`), which Pingora keeps
+/// as the error's context; the handshake error type is the same for every cause.
+fn certificate_refused(error: &pingora::Error) -> bool {
+    error.to_string().contains("invalid peer certificate")
 }
 
 /// The set of HTTP statuses an upstream's breaker counts as failures.
@@ -127,6 +150,31 @@ mod tests {
         assert_eq!(
             failure_kind(&upstream(ErrorType::InvalidHTTPHeader)),
             Some(FailureKind::ResponseIncomplete)
+        );
+    }
+
+    #[test]
+    fn tls_handshake_failures_are_connect_failures_and_a_refused_certificate_is_told_apart() {
+        let refused = Error::explain(
+            ErrorType::TLSHandshakeFailure,
+            "TLS connect() failed: invalid peer certificate: Expired, SNI: backend.test",
+        );
+        assert_eq!(failure_kind(&refused), Some(FailureKind::TlsVerification));
+        // Counted even while the client is still sending: connecting never waits on it.
+        assert_eq!(
+            error_failure(&refused, false),
+            Some(FailureKind::TlsVerification)
+        );
+        // Pingora adds context on the way up; the cause is still found.
+        let wrapped = refused.more_context("Peer: 127.0.0.1:1");
+        assert_eq!(failure_kind(&wrapped), Some(FailureKind::TlsVerification));
+        let alert = Error::explain(
+            ErrorType::TLSHandshakeFailure,
+            "TLS connect() failed: received fatal alert: HandshakeFailure, SNI: backend.test",
+        );
+        assert_eq!(
+            error_failure(&alert, false),
+            Some(FailureKind::TlsHandshake)
         );
     }
 

@@ -127,6 +127,12 @@ pub enum FailureKind {
     ConnectFailed,
     /// The connection was not established in time.
     ConnectTimeout,
+    /// The backend's TLS certificate failed verification (expired, for another name, from
+    /// an untrusted issuer): a failure to connect.
+    TlsVerification,
+    /// The TLS handshake with the backend failed otherwise (no common protocol version or
+    /// cipher, an alert, a plaintext server): a failure to connect.
+    TlsHandshake,
     /// The upstream did not answer (or stalled) within the read timeout.
     ReadTimeout,
     /// The request could not be written within the write timeout.
@@ -143,6 +149,8 @@ impl FailureKind {
         match self {
             FailureKind::ConnectFailed => "connect_failed",
             FailureKind::ConnectTimeout => "connect_timeout",
+            FailureKind::TlsVerification => "tls_verification",
+            FailureKind::TlsHandshake => "tls_handshake",
             FailureKind::ReadTimeout => "read_timeout",
             FailureKind::WriteTimeout => "write_timeout",
             FailureKind::ResponseIncomplete => "response_incomplete",

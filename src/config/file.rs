@@ -310,7 +310,8 @@ impl Default for AdminConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
-    /// `host:port` of each backend; names are resolved once, at load.
+    /// `host:port` (or `http://host:port`) of each backend, `https://host:port` for one
+    /// reached over TLS; names are resolved once, at load.
     pub backends: Vec<String>,
     /// Time allowed to establish a TCP connection. Default 1s.
     #[serde(default = "default_connect_timeout")]
@@ -344,6 +345,10 @@ pub struct UpstreamConfig {
     /// Active health checks of every backend. Default: none.
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,
+    /// How the `https://` backends are verified. Default: against the system's roots,
+    /// for the backend's host name.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsConfig>,
 }
 
 /// An HTTP probe sent to each backend of an upstream in the background.
@@ -365,6 +370,24 @@ pub struct HealthCheckConfig {
     /// Checks that must fail in a row to eject a backend. Default 3.
     #[serde(default = "default_unhealthy_threshold")]
     pub unhealthy_threshold: i64,
+}
+
+/// `upstreams.<name>.tls`: verification of the upstream's `https://` backends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsConfig {
+    /// PEM file of the CA certificates to trust instead of the system's roots. Default:
+    /// none (the system's roots).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// Name sent as SNI and checked against the certificate. Default: each backend's host
+    /// as written (a name, or an IP address checked against the certificate's IP SANs).
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// Verify the certificate (chain, dates, name). `false` accepts any certificate: for
+    /// tests only. Default true.
+    #[serde(default = "default_true")]
+    pub verify: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -24,7 +24,7 @@ pub use file::{AuthMode, CacheScope};
 
 use crate::{
     breaker::{BreakerPolicy, classify::StatusSet},
-    tls::ServerCert,
+    tls::{CaCerts, ServerCert},
 };
 
 /// The compiled, validated configuration.
@@ -210,6 +210,19 @@ pub struct BackendSpec {
     pub label: Arc<str>,
     /// Resolved once, at load.
     pub addr: SocketAddr,
+    /// Present for an `https://` backend.
+    pub tls: Option<BackendTls>,
+}
+
+/// How the gateway speaks TLS to one backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendTls {
+    /// Sent as SNI and the name verified against the certificate.
+    pub sni: String,
+    /// `false`: any certificate is accepted (`tls.verify: false`).
+    pub verify: bool,
+    /// Trust anchors instead of the system's roots (`tls.ca_file`).
+    pub ca: Option<CaCerts>,
 }
 
 #[derive(Debug, Clone)]

@@ -439,6 +439,12 @@ impl ProxyHttp for Gateway {
                 (Some(FailureKind::ConnectTimeout | FailureKind::ReadTimeout), Some(name)) => {
                     Some(Problem::gateway_timeout(&name))
                 }
+                (Some(FailureKind::TlsVerification), Some(name)) => {
+                    Some(Problem::bad_gateway_tls(&name, true))
+                }
+                (Some(FailureKind::TlsHandshake), Some(name)) => {
+                    Some(Problem::bad_gateway_tls(&name, false))
+                }
                 (Some(_), Some(name)) => Some(Problem::bad_gateway(&name)),
                 _ if *e.esource() == pingora::ErrorSource::Downstream => None,
                 _ => Some(Problem::from_status(500)),

@@ -176,6 +176,17 @@ impl Problem {
         )
     }
 
+    /// The backend's TLS certificate was refused. Why (expired, another name, ...) goes to
+    /// the log, not to the client.
+    pub fn bad_gateway_tls(upstream: &str, verification: bool) -> Self {
+        let detail = if verification {
+            format!("the {upstream} service's TLS certificate failed verification")
+        } else {
+            format!("the TLS handshake with the {upstream} service failed")
+        };
+        Problem::new(502, "/errors/bad_gateway", "Bad Gateway", detail)
+    }
+
     pub fn gateway_timeout(upstream: &str) -> Self {
         Problem::new(
             504,

@@ -125,7 +125,16 @@ impl Upstream {
             .iter()
             .take(MAX_BACKENDS)
             .map(|b| {
-                let mut peer = HttpPeer::new(b.addr, false, String::new());
+                let mut peer = HttpPeer::new(
+                    b.addr,
+                    b.tls.is_some(),
+                    b.tls.as_ref().map_or_else(String::new, |t| t.sni.clone()),
+                );
+                if let Some(tls) = &b.tls {
+                    peer.options.verify_cert = tls.verify;
+                    peer.options.verify_hostname = tls.verify;
+                    peer.options.ca = tls.ca.as_ref().map(|ca| ca.for_pingora());
+                }
                 peer.options.connection_timeout = Some(spec.connect_timeout);
                 peer.options.total_connection_timeout = Some(spec.connect_timeout);
                 peer.options.read_timeout = Some(spec.read_timeout);

@@ -265,9 +265,11 @@ fn gateway_config(args: &UpArgs, secret: &str) -> Result<GatewayConfig, UpError>
             .iter_mut()
             .find(|u| &*u.name == service.name())
         {
+            // The services this process runs speak plain HTTP.
             let wanted = vec![BackendSpec {
                 label: Arc::from(addr.to_string()),
                 addr,
+                tls: None,
             }];
             overridden |= upstream.backends.iter().map(|b| b.addr).ne([addr]);
             upstream.backends = wanted;

@@ -22,6 +22,18 @@ struct TlsGateway {
 }
 
 async fn tls_gateway(leaf: &Leaf, extra: &str, upstream: SocketAddr) -> TlsGateway {
+    let body = format!(
+        "upstreams:\n  echo: {{ backends: [\"{upstream}\"] }}\nroutes:\n  - {{ path: /echo, upstream: echo, auth: none }}\n"
+    );
+    tls_gateway_full(leaf, extra, &body).await
+}
+
+/// A gateway with a TLS listener serving `leaf` and the config `body` (no `server`).
+async fn tls_gateway_with(leaf: &Leaf, body: &str) -> TlsGateway {
+    tls_gateway_full(leaf, "", body).await
+}
+
+async fn tls_gateway_full(leaf: &Leaf, extra: &str, body: &str) -> TlsGateway {
     let dir = TempDir::new();
     let (cert, key) = leaf.write(&dir.0);
     let tls_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -30,10 +42,7 @@ async fn tls_gateway(leaf: &Leaf, extra: &str, upstream: SocketAddr) -> TlsGatew
         cert.display(),
         key.display()
     );
-    let body = format!(
-        "upstreams:\n  echo: {{ backends: [\"{upstream}\"] }}\nroutes:\n  - {{ path: /echo, upstream: echo, auth: none }}\n"
-    );
-    let gateway = TestGateway::start_with_server(&server, &body).await;
+    let gateway = TestGateway::start_with_server(&server, body).await;
     eventually(Duration::from_secs(10), || async move {
         std::net::TcpStream::connect(tls_addr).is_ok()
     })
@@ -294,5 +303,258 @@ async fn request_bodies_are_buffered_and_limited_over_http2_as_over_http1() {
             .unwrap();
         assert_eq!(too_large.status(), 413, "{version:?}");
         assert_eq!(upstream.hits(), hits);
+    }
+}
+
+/// `https://` backends: SNI, verification against a CA file or the system's roots, and
+/// what a refused certificate does (502 naming TLS, a connect failure for the breaker).
+mod upstream {
+    use super::*;
+    use crate::support::metric;
+
+    const BACKEND_NAME: &str = "backend.test";
+
+    /// A TLS backend whose certificate `leaf` is signed by `ca`, and a gateway (TLS
+    /// listener too) whose `echo` upstream reaches it with `tls` as its `tls:` block.
+    struct Setup {
+        gw: TlsGateway,
+        backend: TestUpstream,
+        client: reqwest::Client,
+        _dir: TempDir,
+    }
+
+    async fn setup(backend_leaf: &Leaf, backend_ca: &TestCa, tls: &str) -> Setup {
+        let backend = TestUpstream::start_tls(Mode::Echo, backend_leaf.server_config()).await;
+        let dir = TempDir::new();
+        let ca_file = backend_ca.write(&dir.0, "backend-ca.pem");
+        let tls = tls.replace("CA_FILE", &ca_file.display().to_string());
+        let front = TestCa::new("front CA");
+        let gw = tls_gateway_with(
+            &front.leaf(&[GATEWAY_NAME]),
+            &format!(
+                "upstreams:\n  echo: {{ backends: [\"https://{}\"], breaker: tight{tls} }}\nbreakers:\n  tight: {{ consecutive_failures: 3, failure_rate: off, open_for: 1m }}\nroutes:\n  - {{ path: /echo, upstream: echo, auth: none }}\n",
+                backend.addr
+            ),
+        )
+        .await;
+        let client = front.client(GATEWAY_NAME, gw.tls_addr);
+        Setup {
+            gw,
+            backend,
+            client,
+            _dir: dir,
+        }
+    }
+
+    impl Setup {
+        async fn get(&self) -> reqwest::Response {
+            let url = format!("https://{GATEWAY_NAME}:{}/echo/x", self.gw.tls_addr.port());
+            self.client.get(&url).send().await.unwrap()
+        }
+
+        fn backend_label(&self) -> String {
+            format!("https://{}", self.backend.addr)
+        }
+
+        async fn breaker(&self) -> serde_json::Value {
+            let report = self.gw.gateway.breakers().await;
+            report["upstreams"][0]["backends"][0].clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_https_client_reaches_an_https_backend_verified_against_a_ca_file() {
+        let ca = TestCa::new("backend CA");
+        let s = setup(
+            &ca.leaf(&[BACKEND_NAME]),
+            &ca,
+            &format!(", tls: {{ ca_file: \"CA_FILE\", sni: {BACKEND_NAME} }}"),
+        )
+        .await;
+        let response = s.get().await;
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["path"], "/echo/x");
+        assert_eq!(s.backend.hits(), 1);
+        assert_eq!(s.breaker().await["backend"], s.backend_label());
+        assert_eq!(s.breaker().await["failures"], 0);
+    }
+
+    #[tokio::test]
+    async fn without_sni_the_backend_address_is_verified_against_the_certificates_ip_names() {
+        let ca = TestCa::new("backend CA");
+        let s = setup(
+            &ca.leaf(&["127.0.0.1"]),
+            &ca,
+            ", tls: { ca_file: \"CA_FILE\" }",
+        )
+        .await;
+        assert_eq!(s.get().await.status(), 200);
+        assert_eq!(s.backend.hits(), 1);
+    }
+
+    /// Asserts a 502 whose problem names TLS verification, no request reaching the backend,
+    /// and the refusal counted against the backend as a `tls_verification` failure.
+    async fn assert_refused(s: &Setup, refusals: u32) {
+        let response = s.get().await;
+        assert_eq!(response.status(), 502);
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "/errors/bad_gateway");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("TLS certificate failed verification"),
+            "{detail}"
+        );
+        assert!(!detail.contains("127.0.0.1"), "{detail}");
+        assert_eq!(s.backend.hits(), 0);
+        let breaker = s.breaker().await;
+        assert_eq!(breaker["consecutive_failures"], refusals, "{breaker}");
+        let metrics = s.gw.gateway.metrics().await;
+        let label = s.backend_label();
+        let counted = metric(
+            &metrics,
+            "gateway_upstream_attempts_total",
+            &[("backend", label.as_str()), ("outcome", "tls_verification")],
+        );
+        assert_eq!(counted, Some(f64::from(refusals)));
+    }
+
+    #[tokio::test]
+    async fn a_certificate_for_another_name_is_a_502_and_a_breaker_failure() {
+        let ca = TestCa::new("backend CA");
+        let s = setup(
+            &ca.leaf(&["other.test"]),
+            &ca,
+            &format!(", tls: {{ ca_file: \"CA_FILE\", sni: {BACKEND_NAME} }}"),
+        )
+        .await;
+        assert_refused(&s, 1).await;
+        assert_refused(&s, 2).await;
+        assert_refused(&s, 3).await;
+        // Three refusals in a row opened the breaker: the next call is not even tried.
+        let response = s.get().await;
+        assert_eq!(response.status(), 503);
+        assert!(response.headers().contains_key("retry-after"));
+        assert_eq!(s.breaker().await["state"], "open");
+    }
+
+    #[tokio::test]
+    async fn an_expired_certificate_is_a_502_and_a_breaker_failure() {
+        let ca = TestCa::new("backend CA");
+        let s = setup(
+            &ca.expired_leaf(&[BACKEND_NAME]),
+            &ca,
+            &format!(", tls: {{ ca_file: \"CA_FILE\", sni: {BACKEND_NAME} }}"),
+        )
+        .await;
+        assert_refused(&s, 1).await;
+    }
+
+    #[tokio::test]
+    async fn by_default_the_system_roots_are_trusted_and_a_private_ca_is_not() {
+        let ca = TestCa::new("backend CA");
+        let s = setup(
+            &ca.leaf(&[BACKEND_NAME]),
+            &ca,
+            &format!(", tls: {{ sni: {BACKEND_NAME} }}"),
+        )
+        .await;
+        assert_refused(&s, 1).await;
+    }
+
+    #[tokio::test]
+    async fn verify_false_accepts_any_certificate() {
+        let ca = TestCa::new("backend CA");
+        let s = setup(
+            &ca.expired_leaf(&["other.test"]),
+            &ca,
+            ", tls: { verify: false }",
+        )
+        .await;
+        assert_eq!(s.get().await.status(), 200);
+        assert_eq!(s.backend.hits(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_token_exchange_goes_over_tls_and_a_refused_certificate_counts_against_users() {
+        let ca = TestCa::new("users CA");
+        let dir = TempDir::new();
+        let ca_file = ca.write(&dir.0, "users-ca.pem");
+        // A users service that refuses every credential: a 401 read back over TLS.
+        let users =
+            TestUpstream::start_tls(Mode::Status(401), ca.leaf(&["users.test"]).server_config())
+                .await;
+        let wrong = TestUpstream::start_tls(
+            Mode::Status(401),
+            ca.leaf(&["elsewhere.test"]).server_config(),
+        )
+        .await;
+        let body = |users: SocketAddr| {
+            format!(
+                "upstreams:\n  users: {{ backends: [\"https://{users}\"], connect_retries: 0, tls: {{ ca_file: \"{}\", sni: users.test }} }}\nauth:\n  token_endpoint: {{ upstream: users, path: /auth }}\nroutes:\n  - {{ path: /me, upstream: users }}\n",
+                ca_file.display()
+            )
+        };
+        let basic = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "ada:pw")
+        );
+
+        let gateway = TestGateway::start(&body(users.addr)).await;
+        let response = reqwest::Client::new()
+            .get(gateway.url("/me"))
+            .header("authorization", &basic)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        assert_eq!(users.hits(), 1);
+
+        let gateway = TestGateway::start(&body(wrong.addr)).await;
+        let response = reqwest::Client::new()
+            .get(gateway.url("/me"))
+            .header("authorization", &basic)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503);
+        assert_eq!(wrong.hits(), 0);
+        let breaker = gateway.breakers().await["upstreams"][0]["backends"][0].clone();
+        assert_eq!(breaker["failures"], 1, "{breaker}");
+        assert!(crate::support::logs::captured().contains("TLS certificate failed verification"));
+    }
+
+    #[test]
+    fn tls_settings_are_checked_when_the_file_is_loaded() {
+        let dir = TempDir::new();
+        let not_pem = dir.0.join("not-a-ca.pem");
+        std::fs::write(&not_pem, "hello").unwrap();
+        let text = format!(
+            "upstreams:\n  a:\n    backends: [\"https://127.0.0.1:1\"]\n    tls: {{ ca_file: \"{}\", sni: \"bad name!\" }}\n  b:\n    backends: [\"127.0.0.1:2\"]\n    tls: {{ verify: false }}\n  c:\n    backends: [\"ftp://127.0.0.1:3\"]\nroutes:\n  - {{ path: /a, upstream: a, auth: none }}\n",
+            not_pem.display()
+        );
+        let errors = Config::parse(&text).unwrap_err();
+        let found = |path: &str, words: &str| {
+            errors
+                .iter()
+                .any(|e| e.path == path && e.message.contains(words) && e.line.is_some())
+        };
+        assert!(
+            found("upstreams.a.tls.ca_file", "no PEM certificate"),
+            "{errors:?}"
+        );
+        assert!(
+            found("upstreams.a.tls.sni", "not a valid server name"),
+            "{errors:?}"
+        );
+        assert!(
+            found("upstreams.b.tls", "no backend is https://"),
+            "{errors:?}"
+        );
+        assert!(
+            found("upstreams.c.backends[0]", "unsupported scheme"),
+            "{errors:?}"
+        );
+        assert_eq!(errors.len(), 4, "{errors:?}");
     }
 }

@@ -1,6 +1,7 @@
 //! `upstreams:`: named pools of backend addresses, each guarded by a breaker policy from
 //! `breakers:`. Backend names are resolved here, once, so the request path never waits on
-//! DNS.
+//! DNS; an `https://` backend gets its TLS settings (SNI, verification, CA file read and
+//! checked here) from the upstream's `tls` block.
 
 use std::{
     collections::BTreeMap,
@@ -12,10 +13,13 @@ use super::{
     Part, Problems,
     breakers::{Breakers, Compiled},
 };
-use crate::config::{
-    BackendSpec, ConcurrencyLimit, HealthCheckSpec, UpstreamSpec,
-    file::{HealthCheckConfig, UpstreamConfig},
-    units::Switch,
+use crate::{
+    config::{
+        BackendSpec, BackendTls, ConcurrencyLimit, HealthCheckSpec, UpstreamSpec,
+        file::{HealthCheckConfig, UpstreamConfig, UpstreamTlsConfig},
+        units::Switch,
+    },
+    tls::CaCerts,
 };
 
 /// Upper bound of the health-check thresholds: a typo, not a threshold anyone means.
@@ -61,10 +65,16 @@ fn upstream(
     if config.backends.is_empty() {
         part.add("backends", "at least one backend is required");
     }
+    let tls = TlsChoice::compile(&mut part, config.tls.as_ref());
     let mut backends: Vec<BackendSpec> = Vec::new();
+    let mut any_https = false;
     for (index, text) in config.backends.iter().enumerate() {
         let item = format!("backends[{index}]");
-        let Some(addr) = resolve(&mut part, &item, text) else {
+        let Some((https, host_and_port)) = scheme(&mut part, &item, text) else {
+            continue;
+        };
+        any_https |= https;
+        let Some(addr) = resolve(&mut part, &item, host_and_port) else {
             continue;
         };
         if backends.iter().any(|b| b.addr == addr) {
@@ -74,7 +84,14 @@ fn upstream(
         backends.push(BackendSpec {
             label: Arc::from(text.trim()),
             addr,
+            tls: https.then(|| tls.for_backend(host_and_port)),
         });
+    }
+    if config.tls.is_some() && !any_https && !config.backends.is_empty() {
+        part.add(
+            "tls",
+            "no backend is https://, and tls applies to https:// backends only",
+        );
     }
     let connect_timeout = part.positive_duration("connect_timeout", config.connect_timeout.0);
     let read_timeout = part.positive_duration("read_timeout", config.read_timeout.0);
@@ -188,6 +205,77 @@ pub(super) fn concurrency_limit(
         max_queued: usize::try_from(max_queued).unwrap_or(0),
         queue_timeout,
     }
+}
+
+/// The upstream's `tls` block, checked once and applied to each `https://` backend.
+struct TlsChoice {
+    sni: Option<String>,
+    verify: bool,
+    ca: Option<CaCerts>,
+}
+
+impl TlsChoice {
+    fn compile(part: &mut Part<'_, '_>, config: Option<&UpstreamTlsConfig>) -> TlsChoice {
+        let Some(config) = config else {
+            return TlsChoice {
+                sni: None,
+                verify: true,
+                ca: None,
+            };
+        };
+        let sni = config.sni.as_deref().map(str::trim).map(str::to_owned);
+        if let Some(sni) = &sni {
+            if rustls_pki_types::ServerName::try_from(sni.as_str()).is_err() {
+                part.add(
+                    "tls.sni",
+                    format!("{sni:?} is not a valid server name (a DNS name or an IP address)"),
+                );
+            }
+        }
+        let ca = config.ca_file.as_deref().and_then(|path| {
+            CaCerts::load(std::path::Path::new(path.trim()))
+                .map_err(|e| part.add("tls.ca_file", e))
+                .ok()
+        });
+        TlsChoice {
+            sni,
+            verify: config.verify,
+            ca,
+        }
+    }
+
+    fn for_backend(&self, host_and_port: &str) -> BackendTls {
+        let host = host_and_port
+            .trim()
+            .rsplit_once(':')
+            .map_or(host_and_port, |(host, _)| host);
+        // `[::1]:443` names the address `::1`.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        BackendTls {
+            sni: self.sni.clone().unwrap_or_else(|| host.to_owned()),
+            verify: self.verify,
+            ca: self.ca.clone(),
+        }
+    }
+}
+
+/// Splits off the scheme: `https://` (true), `http://` or none (false).
+fn scheme<'t>(part: &mut Part<'_, '_>, key: &str, text: &'t str) -> Option<(bool, &'t str)> {
+    let text = text.trim();
+    if let Some(rest) = text.strip_prefix("https://") {
+        return Some((true, rest.trim_end_matches('/')));
+    }
+    if let Some(rest) = text.strip_prefix("http://") {
+        return Some((false, rest.trim_end_matches('/')));
+    }
+    if let Some((scheme, _)) = text.split_once("://") {
+        part.add(
+            key,
+            format!("unsupported scheme {scheme:?} in {text:?}; expected http:// or https://"),
+        );
+        return None;
+    }
+    Some((false, text))
 }
 
 /// A backend address: `ip:port`, or `host:port` resolved now (the first address).

@@ -1,5 +1,5 @@
 //! Certificates made during the test (rcgen): a test CA, server certificates it signs
-//! (for any names), written to PEM files where the gateway reads them, and
+//! (valid, expired, for any names), written to PEM files where the gateway reads them, and
 //! HTTPS clients that trust only that CA.
 
 use std::{
@@ -8,7 +8,9 @@ use std::{
     time::Duration,
 };
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, date_time_ymd,
+};
 
 /// A certificate authority of the test's own.
 pub struct TestCa {
@@ -40,6 +42,14 @@ impl TestCa {
         self.sign(names, |_| {})
     }
 
+    /// A certificate for `names` that expired in 2021.
+    pub fn expired_leaf(&self, names: &[&str]) -> Leaf {
+        self.sign(names, |params| {
+            params.not_before = date_time_ymd(2020, 1, 1);
+            params.not_after = date_time_ymd(2021, 1, 1);
+        })
+    }
+
     fn sign(&self, names: &[&str], adjust: impl FnOnce(&mut CertificateParams)) -> Leaf {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(names.clone()).unwrap();
@@ -54,6 +64,13 @@ impl TestCa {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),
         }
+    }
+
+    /// Writes the CA certificate to `dir/name` and returns the path.
+    pub fn write(&self, dir: &Path, name: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, self.pem()).unwrap();
+        path
     }
 
     /// An HTTPS client that trusts this CA only and reaches `name` at `addr` (so the
@@ -82,5 +99,20 @@ impl Leaf {
         std::fs::write(&cert, &self.cert_pem).unwrap();
         std::fs::write(&key, &self.key_pem).unwrap();
         (cert, key)
+    }
+
+    /// A rustls server configuration serving this certificate.
+    pub fn server_config(&self) -> rustls::ServerConfig {
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+        let chain = CertificateDer::pem_slice_iter(self.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes()).unwrap();
+        // The process-wide provider Pingora installs (ring), as the gateway uses.
+        pingora::tls::install_default_crypto_provider();
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap()
     }
 }

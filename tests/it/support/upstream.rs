@@ -14,8 +14,8 @@ use std::{
 
 use serde_json::json;
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpListener, TcpStream},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    net::TcpListener,
     task::JoinSet,
 };
 
@@ -59,10 +59,26 @@ pub struct TestUpstream {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
     tasks: Option<JoinSet<()>>,
+    /// Serves HTTPS with this configuration (see [`TestUpstream::start_tls`]).
+    tls: Option<pingora::tls::TlsAcceptor>,
 }
 
 impl TestUpstream {
     pub async fn start(mode: Mode) -> Self {
+        Self::start_with(mode, None).await
+    }
+
+    /// An HTTPS origin: every connection is a TLS handshake with `config` first (one that
+    /// fails is dropped, having reached no request).
+    pub async fn start_tls(mode: Mode, config: rustls::ServerConfig) -> Self {
+        Self::start_with(
+            mode,
+            Some(pingora::tls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
+    }
+
+    async fn start_with(mode: Mode, tls: Option<pingora::tls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
@@ -79,6 +95,7 @@ impl TestUpstream {
             addr,
             shared,
             tasks: None,
+            tls,
         };
         upstream.serve(listener);
         upstream
@@ -87,6 +104,8 @@ impl TestUpstream {
     fn serve(&mut self, listener: TcpListener) {
         let mut tasks = JoinSet::new();
         let shared = self.shared.clone();
+        let tls = self.tls.clone();
+        let port = self.addr.port();
         tasks.spawn(async move {
             let mut connections = JoinSet::new();
             loop {
@@ -94,7 +113,15 @@ impl TestUpstream {
                     continue;
                 };
                 shared.connections.fetch_add(1, Ordering::SeqCst);
-                connections.spawn(handle(stream, shared.clone()));
+                let shared = shared.clone();
+                match tls.clone() {
+                    None => connections.spawn(handle(stream, port, shared)),
+                    Some(acceptor) => connections.spawn(async move {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            handle(stream, port, shared).await;
+                        }
+                    }),
+                };
             }
         });
         self.tasks = Some(tasks);
@@ -163,7 +190,10 @@ struct Request {
     body: Vec<u8>,
 }
 
-async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Request> {
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+) -> Option<Request> {
     let header_end = loop {
         if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
             break end;
@@ -208,7 +238,7 @@ async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Re
     })
 }
 
-async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, port: u16, shared: Arc<Shared>) {
     let mut buffer = Vec::new();
     while let Some(request) = read_request(&mut stream, &mut buffer).await {
         if request.method == "GET" && request.target == "/healthz" {
@@ -276,9 +306,9 @@ async fn handle(mut stream: TcpStream, shared: Arc<Shared>) {
         let response = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Upstream: {}\r\n\r\n{body}",
             body.len(),
-            stream.local_addr().map(|a| a.port()).unwrap_or(0)
+            port
         );
-        if stream.write_all(response.as_bytes()).await.is_err() {
+        if stream.write_all(response.as_bytes()).await.is_err() || stream.flush().await.is_err() {
             return;
         }
     }
