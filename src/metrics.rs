@@ -188,6 +188,24 @@ pub static CONFIG_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static TLS_CERTIFICATE_RELOADS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_tls_certificate_reloads_total",
+        "Changed TLS listener certificate or key files seen, by result: success (served from the next handshake) or failure (the previous pair keeps serving).",
+        &["result"],
+    )
+});
+
+pub static TLS_CERTIFICATE_EXPIRY: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    match prometheus::IntGauge::new(
+        "gateway_tls_certificate_expiry_timestamp_seconds",
+        "Unix time at which the certificate the TLS listener serves expires (its notAfter).",
+    ) {
+        Ok(metric) => register(metric),
+        Err(e) => unreachable_metric("gateway_tls_certificate_expiry_timestamp_seconds", e),
+    }
+});
+
 pub static CONFIG_LAST_SUCCESS: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
     match prometheus::Gauge::new(
         "gateway_config_last_reload_success_timestamp_seconds",
@@ -281,6 +299,7 @@ pub fn render() -> Vec<u8> {
     LazyLock::force(&UPSTREAM_IN_FLIGHT);
     LazyLock::force(&UPSTREAM_QUEUED);
     LazyLock::force(&HEALTH_CHECKS);
+    LazyLock::force(&TLS_CERTIFICATE_RELOADS);
     let mut buffer = Vec::new();
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buffer);

@@ -4,6 +4,11 @@
 //! running `State` atomically, keeping breaker state, the token cache and the response
 //! cache; an invalid one never takes effect: the previous config keeps serving, every
 //! problem is logged, and `/admin/config` and the reload metrics say what happened.
+//!
+//! The TLS listener's certificate and key files are watched the same way ([`CertWatcher`]),
+//! apart from the config file: a renewed pair is served from the next handshake on, while
+//! connections already made keep theirs; a broken pair (unreadable, not PEM, a key of
+//! another certificate, as during a non-atomic copy) never replaces a working one.
 
 use std::{
     path::{Path, PathBuf},
@@ -21,6 +26,7 @@ use crate::{
     config::{Config, ConfigErrors},
     metrics,
     state::State,
+    tls::{CertResolver, ServerCert},
 };
 
 /// How the reloader reads secrets named in the config (`auth.jwt.secret_env`).
@@ -271,6 +277,123 @@ impl Reloader {
                     }
                 } => {
                     self.reload("sighup").await;
+                }
+            }
+        }
+    }
+}
+
+/// Watches the files of the TLS listener's certificate and key (the paths the running config
+/// names, read anew each round, so a reload that points elsewhere applies too) and stores a
+/// changed, valid pair in the listener's [`CertResolver`].
+pub struct CertWatcher {
+    resolver: Arc<CertResolver>,
+    state: Arc<ArcSwap<State>>,
+    /// The last problem logged, so a broken pair is reported once, not at every poll.
+    last_problem: std::sync::Mutex<Option<String>>,
+}
+
+impl CertWatcher {
+    pub fn new(resolver: Arc<CertResolver>, state: Arc<ArcSwap<State>>) -> Self {
+        metrics::TLS_CERTIFICATE_EXPIRY.set(resolver.current().not_after());
+        CertWatcher {
+            resolver,
+            state,
+            last_problem: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Reads the files; if they differ from the pair being served and form a valid pair,
+    /// serves it from the next handshake on. Returns whether a new pair was stored.
+    pub fn check(&self, trigger: &'static str) -> bool {
+        let state = self.state.load();
+        let Some(tls) = &state.config.server.tls else {
+            return false;
+        };
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let loaded = read(&tls.certificate)
+            .and_then(|cert| Ok((cert, read(&tls.key)?)))
+            .and_then(|(cert, key)| {
+                if self.resolver.current().came_from(&cert, &key) {
+                    return Ok(None);
+                }
+                ServerCert::from_pem(&cert, &key, &tls.certificate, &tls.key)
+                    .map(Some)
+                    .map_err(|e| e.to_string())
+            });
+        match loaded {
+            Ok(None) => false,
+            Ok(Some(cert)) => {
+                info!(
+                    trigger,
+                    subject = cert.subject(),
+                    not_after = cert.not_after(),
+                    "TLS certificate reloaded; new connections get it"
+                );
+                metrics::TLS_CERTIFICATE_RELOADS
+                    .with_label_values(&["success"])
+                    .inc();
+                metrics::TLS_CERTIFICATE_EXPIRY.set(cert.not_after());
+                self.resolver.store(cert);
+                self.note_problem(None);
+                true
+            }
+            Err(problem) => {
+                if self.note_problem(Some(&problem)) {
+                    metrics::TLS_CERTIFICATE_RELOADS
+                        .with_label_values(&["failure"])
+                        .inc();
+                    warn!(
+                        trigger, %problem,
+                        "TLS certificate reload rejected; the previous certificate keeps serving"
+                    );
+                }
+                false
+            }
+        }
+    }
+
+    /// Records the current problem; true when it is new (worth a log line and a count).
+    fn note_problem(&self, problem: Option<&str>) -> bool {
+        let Ok(mut last) = self.last_problem.lock() else {
+            return true;
+        };
+        let new = problem.is_some() && last.as_deref() != problem;
+        *last = problem.map(str::to_owned);
+        new
+    }
+
+    /// Polls every `server.watch_interval` of the running config and checks on SIGHUP if
+    /// `sighup` (as nginx re-reads its certificates on reload).
+    pub async fn watch(&self, mut shutdown: pingora::server::ShutdownWatch, sighup: bool) {
+        let mut hangup = if sighup {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+        } else {
+            None
+        };
+        loop {
+            let interval = self.state.load().config.server.watch_interval;
+            let poll = if interval.is_zero() {
+                Duration::from_secs(3600)
+            } else {
+                interval
+            };
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(poll) => {
+                    if !interval.is_zero() {
+                        self.check("file");
+                    }
+                }
+                Some(()) = async {
+                    match hangup.as_mut() {
+                        Some(signal) => signal.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    self.check("sighup");
                 }
             }
         }

@@ -32,7 +32,7 @@ use crate::{
     config::{Config, ConfigErrors},
     drain::{Drain, DrainingShutdown, UntilExit},
     proxy::{Gateway, HeaderDeadline},
-    reload::{self, Env, Reloader},
+    reload::{self, CertWatcher, Env, Reloader},
     state::State,
     tls::CertResolver,
 };
@@ -159,6 +159,14 @@ impl GatewayServer {
             "health checks",
             HealthCheckers::new(state.clone()),
         ));
+        if let Some(resolver) = &resolver {
+            let watcher = CertWatcher::new(resolver.clone(), state.clone());
+            let options = reloader.as_ref().map(|(_, o)| *o).unwrap_or_default();
+            server.add_service(background_service(
+                "certificate watcher",
+                CertWatch { watcher, options },
+            ));
+        }
         if let Some((reloader, options)) = reloader {
             server.add_service(background_service(
                 "config watcher",
@@ -255,6 +263,18 @@ struct Watcher {
 impl BackgroundService for Watcher {
     async fn start(&self, shutdown: ShutdownWatch) {
         self.reloader.watch(shutdown, self.options.on_sighup).await;
+    }
+}
+
+struct CertWatch {
+    watcher: CertWatcher,
+    options: ReloadOptions,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for CertWatch {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        self.watcher.watch(shutdown, self.options.on_sighup).await;
     }
 }
 

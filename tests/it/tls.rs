@@ -558,3 +558,199 @@ mod upstream {
         assert_eq!(errors.len(), 4, "{errors:?}");
     }
 }
+
+/// Certificate renewal: the files swapped the way the kubelet updates a mounted Secret, the
+/// next handshake served the new certificate, a connection made before kept working.
+mod reload {
+    use std::{path::Path, sync::Arc};
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpStream,
+    };
+
+    use super::*;
+    use crate::support::metric;
+
+    type TlsStream = pingora::tls::ClientTlsStream<TcpStream>;
+
+    /// A TLS connection that trusts `ca`, asks for `GATEWAY_NAME`, offers HTTP/1.1 only.
+    async fn connect(ca: &TestCa, addr: SocketAddr) -> TlsStream {
+        pingora::tls::install_default_crypto_provider();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls_pki_types::CertificateDer::from(ca.der()))
+            .unwrap();
+        let mut config = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = pingora::tls::TlsConnector::from(Arc::new(config));
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from(GATEWAY_NAME).unwrap();
+        connector.connect(name, tcp).await.unwrap()
+    }
+
+    fn served_certificate(stream: &TlsStream) -> Vec<u8> {
+        stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    }
+
+    /// One keep-alive request on `stream`; returns the status.
+    async fn get(stream: &mut TlsStream, path: &str) -> u16 {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {GATEWAY_NAME}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut buffer = Vec::new();
+        let head_end = loop {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed before the response header");
+            buffer.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap();
+        while buffer.len() < head_end + length {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "connection closed mid-body");
+            buffer.extend_from_slice(&chunk[..n]);
+        }
+        head[9..12].parse().unwrap()
+    }
+
+    /// A Secret volume as the kubelet lays it out: `tls.crt -> ..data/tls.crt`,
+    /// `..data -> ..<version>`; an update is a new version directory and one rename of a
+    /// symlink over `..data`.
+    struct SecretVolume {
+        dir: TempDir,
+        version: u32,
+    }
+
+    impl SecretVolume {
+        fn new(leaf: &Leaf) -> Self {
+            let mut volume = SecretVolume {
+                dir: TempDir::new(),
+                version: 0,
+            };
+            volume.update(leaf);
+            for name in ["tls.crt", "tls.key"] {
+                std::os::unix::fs::symlink(format!("..data/{name}"), volume.dir.0.join(name))
+                    .unwrap();
+            }
+            volume
+        }
+
+        fn update(&mut self, leaf: &Leaf) {
+            self.version += 1;
+            let name = format!("..2026_12_05_19_00_00.{:09}", self.version);
+            let version_dir = self.dir.0.join(&name);
+            std::fs::create_dir(&version_dir).unwrap();
+            leaf.write(&version_dir);
+            let staged = self.dir.0.join("..data_tmp");
+            std::os::unix::fs::symlink(&name, &staged).unwrap();
+            std::fs::rename(&staged, self.dir.0.join("..data")).unwrap();
+        }
+
+        fn path(&self, name: &str) -> std::path::PathBuf {
+            self.dir.0.join(name)
+        }
+    }
+
+    fn reloads(metrics: &str, result: &str) -> f64 {
+        metric(
+            metrics,
+            "gateway_tls_certificate_reloads_total",
+            &[("result", result)],
+        )
+        .unwrap_or(0.0)
+    }
+
+    async fn start(
+        volume: &SecretVolume,
+        upstream: SocketAddr,
+        dir: &Path,
+    ) -> (TestGateway, SocketAddr) {
+        let [port, admin_port, tls_port] = crate::support::free_ports();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
+        let tls_addr = SocketAddr::from(([127, 0, 0, 1], tls_port));
+        let config = format!(
+            "server:\n  listen: \"{addr}\"\n  threads: 1\n  grace_period: 0s\n  watch_interval: 100ms\n  tls: {{ listen: \"{tls_addr}\", certificate: \"{}\", key: \"{}\" }}\nadmin: {{ listen: \"{admin}\" }}\nupstreams:\n  echo: {{ backends: [\"{upstream}\"] }}\nroutes:\n  - {{ path: /echo, upstream: echo, auth: none }}\n",
+            volume.path("tls.crt").display(),
+            volume.path("tls.key").display()
+        );
+        let file = dir.join("gateway.yaml");
+        std::fs::write(&file, config).unwrap();
+        let gateway = TestGateway::start_file(&file, addr, admin).await;
+        eventually(Duration::from_secs(10), || async move {
+            std::net::TcpStream::connect(tls_addr).is_ok()
+        })
+        .await;
+        (gateway, tls_addr)
+    }
+
+    #[tokio::test]
+    async fn a_renewed_certificate_is_served_to_the_next_connection_and_open_ones_keep_working() {
+        let ca = TestCa::new("test CA");
+        let first = ca.leaf(&[GATEWAY_NAME]);
+        let renewed = ca.leaf(&[GATEWAY_NAME]);
+        let upstream = TestUpstream::start(Mode::Echo).await;
+        let mut volume = SecretVolume::new(&first);
+        let dir = TempDir::new();
+        let (gateway, tls_addr) = start(&volume, upstream.addr, &dir.0).await;
+        let before = reloads(&gateway.metrics().await, "success");
+
+        let mut open = connect(&ca, tls_addr).await;
+        assert_eq!(served_certificate(&open), first.der());
+        assert_eq!(get(&mut open, "/echo/1").await, 200);
+
+        volume.update(&renewed);
+        eventually(Duration::from_secs(10), || async {
+            served_certificate(&connect(&ca, tls_addr).await) == renewed.der()
+        })
+        .await;
+        assert_eq!(reloads(&gateway.metrics().await, "success"), before + 1.0);
+
+        // The connection made before the renewal still works, on its own certificate.
+        assert_eq!(get(&mut open, "/echo/2").await, 200);
+        assert_eq!(served_certificate(&open), first.der());
+        let mut fresh = connect(&ca, tls_addr).await;
+        assert_eq!(get(&mut fresh, "/echo/3").await, 200);
+        assert_eq!(upstream.hits(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_broken_pair_never_replaces_the_served_one() {
+        let ca = TestCa::new("test CA");
+        let first = ca.leaf(&[GATEWAY_NAME]);
+        let upstream = TestUpstream::start(Mode::Echo).await;
+        let mut volume = SecretVolume::new(&first);
+        let dir = TempDir::new();
+        let (gateway, tls_addr) = start(&volume, upstream.addr, &dir.0).await;
+        let before = reloads(&gateway.metrics().await, "failure");
+
+        // A new certificate with the old key: refused, logged once, the old pair serves on.
+        let mismatched = Leaf {
+            cert_pem: ca.leaf(&[GATEWAY_NAME]).cert_pem,
+            key_pem: first.key_pem.clone(),
+        };
+        volume.update(&mismatched);
+        eventually(Duration::from_secs(10), || async {
+            reloads(&gateway.metrics().await, "failure") > before
+        })
+        .await;
+        let mut stream = connect(&ca, tls_addr).await;
+        assert_eq!(served_certificate(&stream), first.der());
+        assert_eq!(get(&mut stream, "/echo").await, 200);
+        assert!(
+            crate::support::logs::captured().contains("TLS certificate reload rejected"),
+            "no warning logged"
+        );
+    }
+}

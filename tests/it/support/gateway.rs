@@ -88,6 +88,12 @@ impl TestGateway {
         (Self::run_file(&volume.path(), addr, admin).await, volume)
     }
 
+    /// A gateway run from a whole config file the test wrote (listening on `addr` and
+    /// `admin`, as the file says).
+    pub async fn start_file(path: &std::path::Path, addr: SocketAddr, admin: SocketAddr) -> Self {
+        Self::run_file(path, addr, admin).await
+    }
+
     async fn run_file(path: &std::path::Path, addr: SocketAddr, admin: SocketAddr) -> Self {
         super::logs::capture();
         let env: gateway::reload::Env = std::sync::Arc::new(|name: &str| {

@@ -37,6 +37,11 @@ impl TestCa {
         self.issuer.pem()
     }
 
+    /// The CA certificate, DER.
+    pub fn der(&self) -> Vec<u8> {
+        self.issuer.der().to_vec()
+    }
+
     /// A certificate valid now for `names` (DNS names or IP addresses).
     pub fn leaf(&self, names: &[&str]) -> Leaf {
         self.sign(names, |_| {})
@@ -114,5 +119,13 @@ impl Leaf {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .unwrap()
+    }
+
+    /// The certificate, DER.
+    pub fn der(&self) -> Vec<u8> {
+        use rustls_pki_types::{CertificateDer, pem::PemObject};
+        CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .unwrap()
+            .to_vec()
     }
 }
