@@ -17,13 +17,21 @@ use crate::support::{
     Mode, TestGateway, TestUpstream, TestUsers, client, eventually, logs, metric, users::JWT_SECRET,
 };
 
-fn config(users: SocketAddr, paths: SocketAddr, token_cache: &str) -> String {
+/// The users breaker of most tests: once open it stays open for longer than any test runs,
+/// so that no request a test sends to an open breaker becomes a probe however slowly the
+/// loaded machine runs it. Recovery is tested with [`QUICK_TO_REOPEN`].
+const HELD_OPEN: &str = "open_for: 60s, max_open_for: 60s";
+const QUICK_TO_REOPEN: &str = "open_for: 300ms, max_open_for: 1s";
+
+/// Timeouts are far above what an Argon2id hash takes in a debug build on a loaded machine,
+/// and slow calls never trip the breaker: these tests are about answers, not speed.
+fn config(users: SocketAddr, paths: SocketAddr, token_cache: &str, open: &str) -> String {
     format!(
         "upstreams:
-  users: {{ backends: [\"{users}\"], breaker: users }}
-  paths: {{ backends: [\"{paths}\"] }}
+  users: {{ backends: [\"{users}\"], breaker: users, read_timeout: 60s, write_timeout: 60s }}
+  paths: {{ backends: [\"{paths}\"], read_timeout: 60s }}
 breakers:
-  users: {{ consecutive_failures: 3, failure_rate: off, open_for: 500ms, max_open_for: 1s, half_open_probes: 1 }}
+  users: {{ consecutive_failures: 3, failure_rate: off, slow_call_rate: off, {open}, half_open_probes: 1 }}
 auth:
   token_endpoint: {{ upstream: users, path: /auth }}
   token_cache: {{ {token_cache} }}
@@ -48,9 +56,13 @@ struct Stack {
 }
 
 async fn stack(token_ttl: Duration, token_cache: &str) -> Stack {
+    stack_with(token_ttl, token_cache, HELD_OPEN).await
+}
+
+async fn stack_with(token_ttl: Duration, token_cache: &str, open: &str) -> Stack {
     let users = TestUsers::start(token_ttl).await;
     let paths = TestUpstream::start(Mode::Echo).await;
-    let gateway = TestGateway::start(&config(users.users(), paths.addr, token_cache)).await;
+    let gateway = TestGateway::start(&config(users.users(), paths.addr, token_cache, open)).await;
     Stack {
         users,
         paths,
@@ -153,8 +165,14 @@ async fn tokens_are_refreshed_before_they_expire_and_never_forwarded_expired() {
     s.users.register("short", "short-lived-pass").await;
     let http = client();
     let mut tokens = std::collections::BTreeSet::new();
-    let until = tokio::time::Instant::now() + Duration::from_millis(3500);
-    while tokio::time::Instant::now() < until {
+    // Watched for at least 3.5 s (past the first token's expiry) and until a refresh was
+    // seen; how many requests fit in that time does not matter.
+    let start = tokio::time::Instant::now();
+    while start.elapsed() < Duration::from_millis(3500) || tokens.len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the token was never refreshed"
+        );
         let echo: Value = http
             .get(s.gateway.url("/path"))
             .header("authorization", basic("short", "short-lived-pass"))
@@ -242,22 +260,13 @@ async fn wrong_passwords_are_401_and_never_trip_the_users_breaker() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_dead_users_service_is_503_not_401_and_recovers() {
-    let mut s = stack(Duration::from_secs(900), "capacity: 1000").await;
-    s.users.register("steady", "steady-password").await;
-    let http = client();
-    let ok = |status: reqwest::StatusCode| assert_eq!(status, 200);
-    ok(http
-        .get(s.gateway.url("/path"))
-        .header("authorization", basic("steady", "steady-password"))
-        .send()
-        .await
-        .unwrap()
-        .status());
+const REGISTER_LATE: &str =
+    "/user?first_name=Abc&last_name=Def&email=a@b.c&title=t&login=late&password=late-pass";
 
+/// Kills the users service and sends five requests with new credentials: each must be a
+/// 503 (never a 401), and the third failure opens the users breaker.
+async fn kill_users_and_see_503s(s: &mut Stack, http: &reqwest::Client) {
     s.users.kill().await;
-    // New credentials need an exchange: the service is down, so 503, never 401.
     for attempt in 0..5 {
         let response = http
             .get(s.gateway.url("/path"))
@@ -277,17 +286,16 @@ async fn a_dead_users_service_is_503_not_401_and_recovers() {
         s.gateway.breaker("users", s.users.users()).await["state"],
         "open"
     );
-    // Registration goes to the same upstream: refused at once while its breaker is open.
-    let response = http
-        .post(s.gateway.url(
-            "/user?first_name=Abc&last_name=Def&email=a@b.c&title=t&login=late&password=late-pass",
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 503);
-    assert!(response.headers().contains_key("retry-after"));
-    // Cached tokens keep working: the path service is fine.
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_users_service_is_503_not_401() {
+    // The breaker is held open for 60 s, so the registration below meets it open however
+    // slowly the machine runs; recovery is the next test's.
+    let mut s = stack(Duration::from_secs(900), "capacity: 1000").await;
+    s.users.register("steady", "steady-password").await;
+    let http = client();
+    let ok = |status: reqwest::StatusCode| assert_eq!(status, 200);
     ok(http
         .get(s.gateway.url("/path"))
         .header("authorization", basic("steady", "steady-password"))
@@ -296,25 +304,63 @@ async fn a_dead_users_service_is_503_not_401_and_recovers() {
         .unwrap()
         .status());
 
-    s.users.restart().await;
-    eventually(Duration::from_secs(10), || async {
-        http.post(s.gateway.url(
-            "/user?first_name=Abc&last_name=Def&email=a@b.c&title=t&login=late&password=late-pass",
-        ))
+    // New credentials need an exchange: the service is down, so 503, never 401.
+    kill_users_and_see_503s(&mut s, &http).await;
+    // Registration goes to the same upstream: refused at once while its breaker is open.
+    let response = http
+        .post(s.gateway.url(REGISTER_LATE))
         .send()
         .await
-        .unwrap()
-        .status()
-            == 200
-    })
-    .await;
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert!(body["detail"].as_str().unwrap().contains("users"), "{body}");
+    // Cached tokens keep working: the path service is fine.
     ok(http
         .get(s.gateway.url("/path"))
-        .header("authorization", basic("late", "late-pass"))
+        .header("authorization", basic("steady", "steady-password"))
         .send()
         .await
         .unwrap()
         .status());
+    let text = s.gateway.metrics().await;
+    assert!(
+        metric(
+            &text,
+            "gateway_breaker_rejections_total",
+            &[("upstream", "users")]
+        )
+        .is_some_and(|n| n >= 1.0),
+        "the registration was refused by the open breaker"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_service_back_from_the_dead_closes_its_breaker_and_serves_again() {
+    // A short open period, so probes start soon after the service is back; the wait is a
+    // poll with a generous deadline, not a bet on how fast the probes run.
+    let mut s = stack_with(Duration::from_secs(900), "capacity: 1000", QUICK_TO_REOPEN).await;
+    let http = client();
+    kill_users_and_see_503s(&mut s, &http).await;
+
+    s.users.restart().await;
+    eventually(Duration::from_secs(60), || async {
+        http.post(s.gateway.url(REGISTER_LATE))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    })
+    .await;
+    let response = http
+        .get(s.gateway.url("/path"))
+        .header("authorization", basic("late", "late-pass"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
     assert_eq!(
         s.gateway.breaker("users", s.users.users()).await["state"],
         "closed"

@@ -24,9 +24,30 @@ breakers:
     half_open_probes: 2
 ";
 
+/// A breaker that trips on 3 failures in a row and then stays open far longer than any
+/// test runs: for tests that check what an open breaker does, so that no request they send
+/// can become a half-open probe however slowly the loaded machine runs it.
+const HELD_BREAKER: &str = "
+breakers:
+  held:
+    consecutive_failures: 3
+    failure_rate: off
+    window: 10s
+    open_for: 60s
+    max_open_for: 60s
+    half_open_probes: 2
+";
+
 fn single(upstream: &str, addr: SocketAddr, extra: &str) -> String {
     format!(
         "upstreams:\n  {upstream}: {{ backends: [\"{addr}\"], breaker: fast {extra} }}\n{FAST_BREAKER}routes:\n  - {{ path: /svc, upstream: {upstream}, auth: none }}\n"
+    )
+}
+
+/// Like [`single`], with the [`HELD_BREAKER`]: once open, it stays open for the whole test.
+fn single_held(upstream: &str, addr: SocketAddr, extra: &str) -> String {
+    format!(
+        "upstreams:\n  {upstream}: {{ backends: [\"{addr}\"], breaker: held {extra} }}\n{HELD_BREAKER}routes:\n  - {{ path: /svc, upstream: {upstream}, auth: none }}\n"
     )
 }
 
@@ -38,7 +59,7 @@ async fn status_of(http: &reqwest::Client, url: &str) -> u16 {
 async fn drive_until(gateway: &TestGateway, upstream: &str, backend: SocketAddr, state: &str) {
     let http = client();
     let url = gateway.url("/svc");
-    eventually(Duration::from_secs(10), || {
+    eventually(Duration::from_secs(60), || {
         let (http, url) = (http.clone(), url.clone());
         async move {
             let _ = http.get(&url).send().await;
@@ -50,8 +71,10 @@ async fn drive_until(gateway: &TestGateway, upstream: &str, backend: SocketAddr,
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_upstream_trips_and_then_gets_no_traffic() {
+    // Held open for 60 s: the 20 requests below are all refused however slowly they run.
+    // Half-open and closing again are proven by the tests after this one.
     let origin = TestUpstream::start(Mode::Status(500)).await;
-    let gateway = TestGateway::start(&single("tripping", origin.addr, "")).await;
+    let gateway = TestGateway::start(&single_held("tripping", origin.addr, "")).await;
     let http = client();
 
     for _ in 0..3 {
@@ -67,7 +90,10 @@ async fn failing_upstream_trips_and_then_gets_no_traffic() {
             .unwrap()
             .parse()
             .unwrap();
-        assert_eq!(retry_after, 1, "300ms open period rounds up to 1s");
+        assert!(
+            (1..=60).contains(&retry_after),
+            "the rest of the 60s open period, rounded up: {retry_after}"
+        );
         assert_eq!(
             response.headers()["content-type"],
             "application/problem+json"
@@ -153,9 +179,17 @@ async fn killed_upstream_trips_on_connect_failures() {
             "application/problem+json"
         );
     }
-    assert_eq!(status_of(&http, &gateway.url("/svc")).await, 503);
+    // Asked of the admin API, not by a request: the 300ms open period may be over by the
+    // next request on a loaded machine, which would then be a probe (and a 502).
     let report = gateway.breaker("killed", origin.addr).await;
     assert_eq!(report["state"], "open");
+    assert!(
+        report["last_transition"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 consecutive failures"),
+        "{report}"
+    );
 
     // Back up: after the open period a probe gets through and success closes it again.
     origin.restart().await;
@@ -178,7 +212,7 @@ async fn probes_close_on_success_and_reopen_with_doubled_period_on_failure() {
 
     // A failing probe re-opens the breaker with the period doubled (300ms -> 600ms).
     let hits_while_open = origin.hits();
-    eventually(Duration::from_secs(5), || async {
+    eventually(Duration::from_secs(60), || async {
         status_of(&http, &gateway.url("/svc")).await == 503 && origin.hits() > hits_while_open
     })
     .await;
@@ -282,7 +316,7 @@ async fn client_errors_never_open_the_breaker() {
 async fn slow_upstream_trips_on_slow_calls() {
     let origin = TestUpstream::start(Mode::Delay(Duration::from_millis(120))).await;
     let config = format!(
-        "upstreams:\n  slow: {{ backends: [\"{}\"], breaker: slow }}\nbreakers:\n  slow: {{ consecutive_failures: off, failure_rate: off, minimum_calls: 4, slow_call_duration: 50ms, slow_call_rate: 100%, open_for: 10s }}\nroutes:\n  - {{ path: /svc, upstream: slow, auth: none }}\n",
+        "upstreams:\n  slow: {{ backends: [\"{}\"], breaker: slow }}\nbreakers:\n  slow: {{ consecutive_failures: off, failure_rate: off, minimum_calls: 4, slow_call_duration: 50ms, slow_call_rate: 100%, open_for: 60s, max_open_for: 60s }}\nroutes:\n  - {{ path: /svc, upstream: slow, auth: none }}\n",
         origin.addr
     );
     let gateway = TestGateway::start(&config).await;
@@ -310,7 +344,8 @@ async fn slow_upstream_trips_on_slow_calls() {
 #[tokio::test(flavor = "multi_thread")]
 async fn hung_upstream_trips_on_read_timeouts() {
     let origin = TestUpstream::start(Mode::Hang).await;
-    let gateway = TestGateway::start(&single("hung", origin.addr, ", read_timeout: 200ms")).await;
+    let gateway =
+        TestGateway::start(&single_held("hung", origin.addr, ", read_timeout: 200ms")).await;
     let http = client();
     for _ in 0..3 {
         let response = http.get(gateway.url("/svc")).send().await.unwrap();
@@ -334,7 +369,7 @@ async fn hung_upstream_trips_on_read_timeouts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn truncated_body_after_200_counts_as_failure() {
     let origin = TestUpstream::start(Mode::Truncate).await;
-    let gateway = TestGateway::start(&single("truncating", origin.addr, "")).await;
+    let gateway = TestGateway::start(&single_held("truncating", origin.addr, "")).await;
     let http = client();
     for _ in 0..3 {
         // The 200 header is already on its way; the body is cut short.
@@ -435,7 +470,7 @@ async fn half_open_probes_taken_by_clients_that_never_read_still_close_the_break
     origin.set_mode(Mode::Large(16 * 1024 * 1024));
     let hits_before = origin.hits();
     let mut silent = Vec::new();
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
+    let until = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         silent.push(connect(gateway.addr, "GET /svc HTTP/1.1\r\nHost: gw\r\n\r\n").await);
         if gateway.breaker("silent", origin.addr).await["state"] == "closed" {
@@ -468,7 +503,7 @@ async fn a_client_hanging_up_mid_body_costs_the_backend_nothing() {
         drop(stream);
     }
     let backend = origin.addr.to_string();
-    eventually(Duration::from_secs(5), || async {
+    eventually(Duration::from_secs(60), || async {
         let text = gateway.metrics().await;
         metric(
             &text,
@@ -508,7 +543,8 @@ async fn a_backend_hung_by_sigstop_with_whole_requests_still_trips() {
         assert_eq!(status, 504, "{body}");
         assert_eq!(body["type"], "/errors/gateway_timeout");
     }
-    assert_eq!(post().await.unwrap().status(), 503);
+    // Asked of the admin API, not by a request: the 300ms open period may be over by the
+    // next request on a loaded machine, which would then be a probe (and a 504).
     let report = gateway.breaker("stopped", backend).await;
     assert_eq!(report["state"], "open");
     assert!(
@@ -521,7 +557,7 @@ async fn a_backend_hung_by_sigstop_with_whole_requests_still_trips() {
 
     // Continued, it answers again, and the probes close the breaker.
     process.signal("-CONT");
-    eventually(Duration::from_secs(10), || async {
+    eventually(Duration::from_secs(60), || async {
         let _ = post().await;
         gateway.breaker("stopped", backend).await["state"] == "closed"
     })
@@ -553,7 +589,7 @@ routes:
     origin.set_mode(Mode::Echo);
 
     // Once the open period is over, a client takes the one probe slot and stalls its body.
-    eventually(Duration::from_secs(5), || async {
+    eventually(Duration::from_secs(60), || async {
         gateway.breaker("held", origin.addr).await["seconds_until_half_open"] == 0.0
     })
     .await;
@@ -562,7 +598,7 @@ routes:
         "POST /svc HTTP/1.1\r\nHost: gw\r\nContent-Length: 100\r\n\r\npartial",
     )
     .await;
-    eventually(Duration::from_secs(5), || async {
+    eventually(Duration::from_secs(60), || async {
         gateway.breaker("held", origin.addr).await["state"] == "half_open"
     })
     .await;
@@ -570,7 +606,7 @@ routes:
     // The backend waits for the rest of that body until its read timeout: the client's
     // doing, so the probe is cancelled and its slot given back (well within the probe
     // lease, 1s + 500ms); the next whole request probes and closes the breaker.
-    eventually(Duration::from_secs(10), || async {
+    eventually(Duration::from_secs(60), || async {
         post().await.unwrap().status() == 200
     })
     .await;
@@ -584,7 +620,7 @@ routes:
         "{report}"
     );
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stalled.read_to_end(&mut answer)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(60), stalled.read_to_end(&mut answer)).await;
     assert!(
         answer.starts_with(b"HTTP/1.1 408"),
         "{}",

@@ -496,7 +496,7 @@ async fn redis_hung_then_killed_then_restarted_is_used_again_within_two_seconds(
         |s: Arc<Stack>| async move { s.gateway.admin_json("/admin/cache").await["up"] == false };
 
     redis.signal("STOP");
-    crate::support::eventually(Duration::from_secs(3), || down(s.clone())).await;
+    crate::support::eventually(Duration::from_secs(30), || down(s.clone())).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     redis.signal("CONT");
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -134,7 +134,7 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits() {
             .await
             .map(|r| r.status().as_u16())
     });
-    eventually(Duration::from_secs(5), || async { origin.hits() == 1 }).await;
+    eventually(Duration::from_secs(30), || async { origin.hits() == 1 }).await;
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -196,7 +196,7 @@ async fn sigterm_drains_healthz_answers_draining_until_exit_while_requests_finis
             .await
             .map(|r| r.status().as_u16())
     });
-    eventually(Duration::from_secs(5), || async { slow.hits() == 1 }).await;
+    eventually(Duration::from_secs(30), || async { slow.hits() == 1 }).await;
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -204,7 +204,7 @@ async fn sigterm_drains_healthz_answers_draining_until_exit_while_requests_finis
     assert!(killed.success());
 
     // Draining: not ready, yet still serving new connections, each told to close.
-    eventually(Duration::from_secs(2), || async {
+    eventually(Duration::from_secs(30), || async {
         healthz().await == Some((503, r#"{"status":"draining"}"#.to_owned()))
     })
     .await;

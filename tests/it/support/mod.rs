@@ -53,11 +53,12 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 /// A client that opens a fresh connection for every request, so a test controls exactly
-/// what each request sees.
+/// what each request sees. Its timeout only stops a hung test: generous, because a debug
+/// build on a loaded machine can take seconds per request (an Argon2id hash, say).
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(20))
+        .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
 }
