@@ -1,7 +1,8 @@
 //! The admin listener: `GET /metrics` (Prometheus text), `GET /healthz`,
 //! `GET /admin/breakers` (every upstream's backends with their breaker state),
 //! `GET /admin/cache` (the response cache's store, and whether it is connected),
-//! `GET /admin/limits` (concurrency limits: calls in flight and waiting, per backend),
+//! `GET /admin/limits` (admission control: calls in flight and waiting per backend, each
+//! rate-limit policy with its store and its most limited keys, hashed),
 //! `GET /admin/config` (the running config and the last reload) and `GET /openapi.yaml`
 //! (the API contract). It runs as its
 //! own Pingora service, on its own port, so scrapes never compete with proxied traffic.
@@ -300,6 +301,8 @@ pub struct LimitsReport {
     pub upstreams: Vec<UpstreamLimitsReport>,
     /// `null` without an `auth` section.
     pub token_exchange: Option<ExchangeLimitsReport>,
+    /// Each rate-limit policy, its store and its most limited keys (hashed).
+    pub rate_limits: Vec<crate::ratelimit::PolicyReport>,
 }
 
 #[derive(Serialize)]
@@ -367,6 +370,12 @@ pub fn limits_report(state: &State) -> LimitsReport {
             limit: concurrency_report(state.exchange_limit.bulkhead()),
             in_flight: state.exchange_limit.in_flight(),
         }),
+        rate_limits: state
+            .rate_limits
+            .policies
+            .iter()
+            .map(|limiter| limiter.report())
+            .collect(),
     }
 }
 

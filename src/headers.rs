@@ -21,3 +21,9 @@ pub const USER_LOGIN: &str = "x-user-login";
 /// Identity headers only the gateway may set; a client's copies are dropped before the
 /// request goes upstream.
 pub const IDENTITY: [&str; 2] = [USER_ID, USER_LOGIN];
+
+/// The quota policy of a rate limit (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT_POLICY: &str = "ratelimit-policy";
+
+/// What remains of a rate limit's quota (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT: &str = "ratelimit";

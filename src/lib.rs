@@ -18,6 +18,7 @@ pub mod drain;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod router;
 pub mod server;

@@ -5,7 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use gateway::{
     Config, GatewayServer,
-    config::{explain_breaker, explain_limit, explain_upstream},
+    config::{explain_breaker, explain_limit, explain_limits, explain_upstream},
     reload::process_env,
     server::{ReloadOptions, StartError},
 };
@@ -123,6 +123,12 @@ fn check(path: &std::path::Path, explain: bool) -> ExitCode {
                 for line in lines {
                     println!("  - {line}");
                 }
+            }
+        }
+        for (heading, lines) in explain_limits(&config) {
+            println!("\n{heading}");
+            for line in lines {
+                println!("  - {line}");
             }
         }
     }

@@ -250,6 +250,46 @@ pub static HEALTH_CHECKS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+pub static RATE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_rate_limited_total",
+        "Requests answered 429 by a rate-limit policy, by route and policy.",
+        &["route", "policy"],
+    )
+});
+
+pub static RATE_LIMIT_FALLBACK: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_rate_limit_fallback_total",
+        "Decisions of a `store: redis` policy made locally because Redis could not answer.",
+        &["policy"],
+    )
+});
+
+pub static RATE_LIMIT_STORE_AVAILABLE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    gauge_vec(
+        "gateway_rate_limit_store_available",
+        "For a `store: redis` policy: 1 while Redis answers, 0 while counting locally.",
+        &["policy"],
+    )
+});
+
+pub static RATE_LIMIT_EVICTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_rate_limit_evictions_total",
+        "Keys pushed out of a policy's full table while still carrying debt (the table is too small for the keys seen).",
+        &["policy"],
+    )
+});
+
+pub static EXCHANGE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_exchange_limited_total",
+        "Credential exchanges refused with 429 before reaching the users service, by reason: in_flight, client_failures, login_failures.",
+        &["reason"],
+    )
+});
+
 /// Methods outside the standard set share one label value, keeping cardinality bounded.
 pub fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -300,6 +340,11 @@ pub fn render() -> Vec<u8> {
     LazyLock::force(&UPSTREAM_QUEUED);
     LazyLock::force(&HEALTH_CHECKS);
     LazyLock::force(&TLS_CERTIFICATE_RELOADS);
+    LazyLock::force(&RATE_LIMITED);
+    LazyLock::force(&RATE_LIMIT_FALLBACK);
+    LazyLock::force(&RATE_LIMIT_STORE_AVAILABLE);
+    LazyLock::force(&RATE_LIMIT_EVICTIONS);
+    LazyLock::force(&EXCHANGE_LIMITED);
     let mut buffer = Vec::new();
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buffer);

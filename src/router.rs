@@ -22,6 +22,8 @@ pub struct Route {
     pub invalidates: Arc<[Arc<str>]>,
     /// The largest body accepted, and whether it is read whole before the upstream call.
     pub body: BodyPolicy,
+    /// Index of the route's rate-limit policy in `State::rate_limits`.
+    pub rate_limit: Option<usize>,
     methods: Option<Arc<[Method]>>,
 }
 
@@ -60,6 +62,7 @@ impl Router {
                 cache: spec.cache,
                 invalidates: Arc::from(spec.invalidates.as_slice()),
                 body: spec.body,
+                rate_limit: spec.rate_limit,
                 methods: spec.methods.as_deref().map(Arc::from),
             });
         }

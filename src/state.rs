@@ -2,7 +2,8 @@
 //! swapped whole (`ArcSwap`) on reload, so a request runs start to end under the config it
 //! began with. Building a new `State` from the previous one keeps what must survive a
 //! reload: breaker state (per upstream and backend address), the token cache and the
-//! response cache (when their settings did not change).
+//! response cache (when their settings did not change), and rate-limit counts (per policy,
+//! while its key and store stay the same).
 
 use std::{sync::Arc, time::Instant};
 
@@ -10,6 +11,7 @@ use crate::{
     auth::{JwtVerifier, TokenProvider, exchange::UsersTokenSource},
     cache::{ResponseCache, StoreError},
     config::{ConcurrencyLimit, Config},
+    ratelimit::RateLimits,
     router::Router,
     upstream::{Upstream, bulkhead::Limiter},
 };
@@ -25,6 +27,8 @@ pub struct State {
     /// limits change in place) so that exchanges in flight stay counted across reloads.
     pub exchange_limit: Arc<Limiter>,
     pub cache: Arc<ResponseCache>,
+    /// Rate-limit policies and exchange limits; their counts carry over reloads.
+    pub rate_limits: RateLimits,
 }
 
 impl State {
@@ -80,7 +84,9 @@ impl State {
             Some(p) if p.config.cache == config.cache => p.cache.clone(),
             _ => Arc::new(ResponseCache::new(&config.cache)?),
         };
+        let rate_limits = RateLimits::new(&config, previous.map(|p| &p.rate_limits));
         Ok(State {
+            rate_limits,
             router: Router::new(&config.routes),
             upstreams,
             auth,

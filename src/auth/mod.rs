@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod jwt;
 
 use std::{
+    net::IpAddr,
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -26,7 +27,12 @@ pub use self::{
     credentials::{Credentials, CredentialsError},
     jwt::{Identity, JwtVerifier, TokenError},
 };
-use crate::{config::TokenCacheSettings, metrics, upstream::Upstream};
+use crate::{
+    config::TokenCacheSettings,
+    metrics,
+    ratelimit::exchange::{ExchangeLimits, LimitReason, Permit},
+    upstream::Upstream,
+};
 
 /// What the users service said about a credential.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +84,12 @@ pub enum AuthError {
     /// Too many exchanges at once: not asked, try again shortly.
     #[error("too many credential exchanges at once")]
     Overloaded { retry_after: Duration },
+    /// An exchange limit refused the attempt before any exchange.
+    #[error("too many credential attempts ({})", reason.as_str())]
+    Limited {
+        retry_after: Duration,
+        reason: LimitReason,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -174,13 +186,15 @@ impl TokenProvider {
 
     /// Who sent this `Authorization` header, as of `now`.
     /// `users` is the token upstream of the request's config (its breakers guard the
-    /// exchange).
+    /// exchange); `limits`, the exchange limits and the client's address, are asked before
+    /// any exchange (a cached answer needs no exchange and is never limited).
     pub async fn authenticate(
         &self,
         authorization: Option<&[u8]>,
         now: SystemTime,
         request_id: &str,
         users: &Arc<Upstream>,
+        limits: Option<(&ExchangeLimits, IpAddr)>,
     ) -> Result<Identity, AuthError> {
         match credentials::parse(authorization) {
             Err(CredentialsError::Missing) => Err(AuthError::Missing),
@@ -191,7 +205,9 @@ impl TokenProvider {
                 .verifier
                 .verify(token, now)
                 .map_err(AuthError::InvalidToken),
-            Ok(Credentials::Basic(basic)) => self.exchange(basic, now, request_id, users).await,
+            Ok(Credentials::Basic(basic)) => {
+                self.exchange(basic, now, request_id, users, limits).await
+            }
         }
     }
 
@@ -210,13 +226,16 @@ impl TokenProvider {
         now: SystemTime,
         request_id: &str,
         users: &Arc<Upstream>,
+        limits: Option<(&ExchangeLimits, IpAddr)>,
     ) -> Result<Identity, AuthError> {
         if self.settings.capacity == 0 {
+            let permit = admit(limits, basic)?;
             metrics::TOKEN_CACHE.with_label_values(&["miss"]).inc();
-            return self
-                .fetch(basic, now, request_id, users)
-                .await
-                .and_then(into_identity);
+            let entry = self.fetch(basic, now, request_id, users).await;
+            if let (Some(permit), Ok(Entry::Rejected { .. })) = (&permit, &entry) {
+                permit.refused(Instant::now());
+            }
+            return entry.and_then(into_identity);
         }
         let key = self.key_of(basic);
         if let Some(entry) = self.cache.get(&key).await {
@@ -224,6 +243,7 @@ impl TokenProvider {
                 return result;
             }
         }
+
         // Concurrent callers for one key run this one at a time: the first fetches, the
         // rest find its fresh entry and are served from it.
         let mut outcome: Option<Result<Identity, AuthError>> = None;
@@ -238,9 +258,23 @@ impl TokenProvider {
                         *outcome = Some(result);
                         return Op::Nop;
                     }
+                    // Only the caller that exchanges holds a permit (not those waiting for
+                    // it), for as long as the exchange lasts: what the in-flight cap counts.
+                    let permit = match admit(limits, basic) {
+                        Ok(permit) => permit,
+                        Err(refused) => {
+                            *outcome = Some(Err(refused));
+                            return Op::Nop;
+                        }
+                    };
                     metrics::TOKEN_CACHE.with_label_values(&["miss"]).inc();
                     match self.fetch(basic, now, request_id, users).await {
-                        Ok(entry) => Op::Put(entry),
+                        Ok(entry) => {
+                            if let (Some(permit), Entry::Rejected { .. }) = (&permit, &entry) {
+                                permit.refused(Instant::now());
+                            }
+                            Op::Put(entry)
+                        }
                         Err(error) => {
                             *outcome = Some(Err(error));
                             Op::Remove
@@ -349,6 +383,23 @@ impl TokenProvider {
         key.copy_from_slice(&tag.as_ref()[..32]);
         key
     }
+}
+
+/// Asks the exchange limits, if any, for one exchange.
+fn admit<'l>(
+    limits: Option<(&'l ExchangeLimits, IpAddr)>,
+    basic: &str,
+) -> Result<Option<Permit<'l>>, AuthError> {
+    let Some((limits, client)) = limits else {
+        return Ok(None);
+    };
+    limits
+        .admit(client, basic, Instant::now())
+        .map(Some)
+        .map_err(|refused| AuthError::Limited {
+            retry_after: refused.retry_after,
+            reason: refused.reason,
+        })
 }
 
 fn into_identity(entry: Entry) -> Result<Identity, AuthError> {

@@ -92,13 +92,13 @@ async fn a_cached_token_is_served_until_its_refresh_time() {
     let users = FakeUsers::new(Ok(token(1, T0 + 900)));
     let provider = provider(users.clone(), 100);
     let first = provider
-        .authenticate(Some(BASIC), at(T0), "r", &token_upstream())
+        .authenticate(Some(BASIC), at(T0), "r", &token_upstream(), None)
         .await
         .unwrap();
     assert_eq!(first.user_id, 1);
     for s in [1, 100, 869] {
         provider
-            .authenticate(Some(BASIC), at(T0 + s), "r", &token_upstream())
+            .authenticate(Some(BASIC), at(T0 + s), "r", &token_upstream(), None)
             .await
             .unwrap();
     }
@@ -107,7 +107,7 @@ async fn a_cached_token_is_served_until_its_refresh_time() {
     // 30 s before exp the entry is refreshed, never served stale.
     users.answer(Ok(token(1, T0 + 1800)));
     let refreshed = provider
-        .authenticate(Some(BASIC), at(T0 + 870), "r", &token_upstream())
+        .authenticate(Some(BASIC), at(T0 + 870), "r", &token_upstream(), None)
         .await
         .unwrap();
     assert_eq!(users.calls(), 2);
@@ -124,7 +124,7 @@ async fn concurrent_misses_share_one_exchange() {
         let provider = provider.clone();
         tasks.spawn(async move {
             provider
-                .authenticate(Some(BASIC), at(T0), "r", &token_upstream())
+                .authenticate(Some(BASIC), at(T0), "r", &token_upstream(), None)
                 .await
         });
     }
@@ -141,7 +141,7 @@ async fn refusals_are_remembered_for_the_negative_ttl() {
     for s in [0, 1, 4] {
         assert_eq!(
             provider
-                .authenticate(Some(BASIC), at(T0 + s), "r", &token_upstream())
+                .authenticate(Some(BASIC), at(T0 + s), "r", &token_upstream(), None)
                 .await,
             Err(AuthError::Rejected)
         );
@@ -149,7 +149,7 @@ async fn refusals_are_remembered_for_the_negative_ttl() {
     assert_eq!(users.calls(), 1);
     assert_eq!(
         provider
-            .authenticate(Some(BASIC), at(T0 + 5), "r", &token_upstream())
+            .authenticate(Some(BASIC), at(T0 + 5), "r", &token_upstream(), None)
             .await,
         Err(AuthError::Rejected)
     );
@@ -164,7 +164,7 @@ async fn unavailability_is_not_cached() {
     }));
     let provider = provider(users.clone(), 100);
     let error = provider
-        .authenticate(Some(BASIC), at(T0), "r", &token_upstream())
+        .authenticate(Some(BASIC), at(T0), "r", &token_upstream(), None)
         .await
         .unwrap_err();
     assert!(
@@ -173,7 +173,7 @@ async fn unavailability_is_not_cached() {
     users.answer(Ok(token(1, T0 + 900)));
     assert!(
         provider
-            .authenticate(Some(BASIC), at(T0), "r", &token_upstream())
+            .authenticate(Some(BASIC), at(T0), "r", &token_upstream(), None)
             .await
             .is_ok()
     );
@@ -185,7 +185,7 @@ async fn a_token_that_does_not_verify_is_the_services_fault() {
     let users = FakeUsers::new(Ok("garbage".into()));
     let provider = provider(users, 100);
     let error = provider
-        .authenticate(Some(BASIC), at(T0), "r", &token_upstream())
+        .authenticate(Some(BASIC), at(T0), "r", &token_upstream(), None)
         .await
         .unwrap_err();
     assert!(matches!(error, AuthError::Unavailable { .. }), "{error:?}");
@@ -197,7 +197,7 @@ async fn capacity_zero_exchanges_every_time() {
     let provider = provider(users.clone(), 0);
     for _ in 0..3 {
         provider
-            .authenticate(Some(BASIC), at(T0), "r", &token_upstream())
+            .authenticate(Some(BASIC), at(T0), "r", &token_upstream(), None)
             .await
             .unwrap();
     }
@@ -235,23 +235,35 @@ async fn bearer_tokens_are_verified_locally() {
     let provider = provider(users.clone(), 100);
     let header = format!("Bearer {}", token(9, T0 + 60));
     let identity = provider
-        .authenticate(Some(header.as_bytes()), at(T0), "r", &token_upstream())
+        .authenticate(
+            Some(header.as_bytes()),
+            at(T0),
+            "r",
+            &token_upstream(),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(identity.user_id, 9);
     let expired = provider
-        .authenticate(Some(header.as_bytes()), at(T0 + 60), "r", &token_upstream())
+        .authenticate(
+            Some(header.as_bytes()),
+            at(T0 + 60),
+            "r",
+            &token_upstream(),
+            None,
+        )
         .await;
     assert_eq!(expired, Err(AuthError::InvalidToken(TokenError::Expired)));
     assert_eq!(
         provider
-            .authenticate(None, at(T0), "r", &token_upstream())
+            .authenticate(None, at(T0), "r", &token_upstream(), None)
             .await,
         Err(AuthError::Missing)
     );
     assert_eq!(
         provider
-            .authenticate(Some(b"Digest x"), at(T0), "r", &token_upstream())
+            .authenticate(Some(b"Digest x"), at(T0), "r", &token_upstream(), None)
             .await,
         Err(AuthError::Malformed)
     );

@@ -1,9 +1,12 @@
-//! `gateway check --explain`: what a breaker policy and an upstream's limits mean in plain
-//! words, so the effect of an edit is visible before it is saved.
+//! `gateway check --explain`: what a breaker policy, an upstream's limits and each rate
+//! limit mean in plain words, so the effect of an edit is visible before it is saved.
 
 use crate::{
     breaker::BreakerPolicy,
-    config::{ConcurrencyLimit, UpstreamSpec},
+    config::{
+        Config, ConcurrencyLimit, ExchangeLimitSettings, LimitStore, RateLimitHeaders,
+        RateLimitKey, RateLimitPolicy, RateSettings, UpstreamSpec,
+    },
 };
 
 fn duration(d: std::time::Duration) -> String {
@@ -82,6 +85,115 @@ pub fn explain_limit(limit: &ConcurrencyLimit, who: &str) -> Vec<String> {
     lines
 }
 
+fn rate(rate: &RateSettings) -> String {
+    match rate.per.as_secs() {
+        1 => format!("{} per second", rate.count),
+        60 => format!("{} per minute", rate.count),
+        3600 => format!("{} per hour", rate.count),
+        _ => format!("{} per {}", rate.count, duration(rate.per)),
+    }
+}
+
+/// Each rate limit of `config` as a heading and its lines: the policies, then the
+/// credential-exchange limits.
+pub fn explain_limits(config: &Config) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for (index, policy) in config.rate_limits.iter().enumerate() {
+        let routes: Vec<&str> = config
+            .routes
+            .iter()
+            .filter(|r| r.rate_limit == Some(index))
+            .map(|r| &*r.id)
+            .collect();
+        let on = if routes.is_empty() {
+            "no route".to_owned()
+        } else {
+            routes.join(", ")
+        };
+        out.push((
+            format!("rate limit {} (on {on}):", policy.name),
+            explain_rate_limit(policy),
+        ));
+    }
+    if let Some(limits) = &config.exchange_limits {
+        out.push((
+            "credential exchanges (Basic credentials checked at the users service):".to_owned(),
+            explain_exchange_limits(limits),
+        ));
+    }
+    out
+}
+
+/// What one policy does.
+pub fn explain_rate_limit(policy: &RateLimitPolicy) -> Vec<String> {
+    let who = match policy.key {
+        RateLimitKey::Client => {
+            "each client address (X-Forwarded-For only from server.trusted_proxies)"
+        }
+        RateLimitKey::User => {
+            "each authenticated user (unauthenticated requests by client address)"
+        }
+        RateLimitKey::Route => "each route, all clients together",
+    };
+    let mut lines = vec![
+        format!(
+            "admits {} for {who}, up to {} at once after a pause",
+            rate(&policy.rate),
+            policy.burst
+        ),
+        format!(
+            "beyond that answers 429 with Retry-After (one request is admitted every {})",
+            duration(policy.rate.interval())
+        ),
+    ];
+    lines.push(match policy.headers {
+        RateLimitHeaders::Limited => {
+            "sends RateLimit-Policy and RateLimit headers on 429 answers".to_owned()
+        }
+        RateLimitHeaders::Always => {
+            "sends RateLimit-Policy and RateLimit headers on every answer".to_owned()
+        }
+    });
+    lines.push(match &policy.store {
+        LimitStore::Memory => format!(
+            "counts in this process, at most {} keys ({} KiB)",
+            policy.max_keys,
+            policy.max_keys * 17 / 1024
+        ),
+        LimitStore::Redis { .. } => format!(
+            "counts in Redis, shared by every replica; while Redis cannot answer, counts in this process (at most {} keys)",
+            policy.max_keys
+        ),
+    });
+    lines
+}
+
+/// What the credential-exchange limits do.
+pub fn explain_exchange_limits(limits: &ExchangeLimitSettings) -> Vec<String> {
+    let mut lines = Vec::new();
+    match limits.max_in_flight_per_client {
+        Some(n) => lines.push(format!(
+            "at most {n} in progress per client address; more at once are answered 429 without a check"
+        )),
+        None => lines.push("no cap on checks in progress per client address".to_owned()),
+    }
+    if let Some(r) = &limits.failures_per_client {
+        lines.push(format!(
+            "after {} refused credentials from one address, 429 without a check, then 1 more every {}",
+            r.count,
+            duration(r.interval())
+        ));
+    }
+    if let Some(r) = &limits.failures_per_login {
+        lines.push(format!(
+            "after {} refused credentials for one login (from any address), 429 for that login, then 1 more every {}",
+            r.count,
+            duration(r.interval())
+        ));
+    }
+    lines
+}
+
 /// What the limits and checks of one upstream do; empty when it has none.
 pub fn explain_upstream(upstream: &UpstreamSpec) -> Vec<String> {
     let mut lines = explain_limit(&upstream.limit, "each backend");
@@ -107,6 +219,32 @@ pub fn explain_upstream(upstream: &UpstreamSpec) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn explains_rate_limits_and_exchange_limits() {
+        let config = Config::parse_with_env(
+            "upstreams:\n  a: { backends: [127.0.0.1:1] }\nrate_limits:\n  default: { rate: 10/s, burst: 20 }\nauth:\n  token_endpoint: { upstream: a }\nroutes:\n  - { path: /, upstream: a, auth: none }\n",
+            &|_| Some("s".repeat(32)),
+        )
+        .unwrap();
+        let limits = explain_limits(&config);
+        assert_eq!(limits[0].0, "rate limit default (on /):");
+        assert!(
+            limits[0].1[0].starts_with("admits 10 per second for each client address"),
+            "{:?}",
+            limits[0].1
+        );
+        assert!(limits[0].1[0].ends_with("up to 20 at once after a pause"));
+        assert!(limits[0].1[1].contains("every 100ms"), "{:?}", limits[0].1);
+        assert_eq!(
+            limits[1].1,
+            [
+                "at most 4 in progress per client address; more at once are answered 429 without a check",
+                "after 20 refused credentials from one address, 429 without a check, then 1 more every 3s",
+                "after 5 refused credentials for one login (from any address), 429 for that login, then 1 more every 12s",
+            ]
+        );
+    }
 
     #[test]
     fn explains_the_default_policy() {

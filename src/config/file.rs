@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::units::{ByteSize, HumanDuration, OnOff, Percent, Switch};
+use super::units::{ByteSize, HumanDuration, OnOff, Percent, Rate, Switch};
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -31,6 +31,102 @@ pub struct GatewayConfig {
     pub auth: Option<AuthConfig>,
     /// The route table; see `docs/configuration.md` for matching rules.
     pub routes: Vec<RouteConfig>,
+    /// Named rate-limit policies, attached to routes by `routes[].rate_limit`. A policy
+    /// named `default` applies to every route that names none. Default: none.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, RateLimitConfig>,
+}
+
+/// One rate-limit policy: who is counted, how fast, and where the counts live.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// What is counted: `client` (default: the client address, see
+    /// `server.trusted_proxies`), `user` (the authenticated user id; unauthenticated
+    /// requests are counted by address) or `route` (everyone together).
+    #[serde(default)]
+    pub key: RateLimitKey,
+    /// Sustained rate, `N/period`: `100/s`, `20/m`, `5/10s`.
+    pub rate: Rate,
+    /// Requests a key may make at once after being idle. Default: the rate's `N`.
+    #[serde(default)]
+    pub burst: Option<i64>,
+    /// `limited` (default): `RateLimit-Policy` and `RateLimit` headers on 429 answers
+    /// only. `always`: on every response of the routes using the policy.
+    #[serde(default)]
+    pub headers: RateLimitHeaders,
+    /// `memory` (default): counted in this process. `redis`: counted in Redis, shared by
+    /// every replica; counted locally while Redis is unreachable.
+    #[serde(default)]
+    pub store: CacheStoreKind,
+    /// Most keys the memory table holds (also the local fallback of `store: redis`);
+    /// 17 bytes each. Default 100000.
+    #[serde(default = "default_rate_limit_keys")]
+    pub max_keys: i64,
+    /// Redis server for `store: redis`. Default `redis://127.0.0.1:6379/0`.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Environment variable holding the Redis URL instead of `redis_url` (never printed).
+    /// Default: none.
+    #[serde(default)]
+    pub redis_url_env: Option<String>,
+    /// Longest a Redis decision may take before the request is counted locally. Default 50ms.
+    #[serde(default = "default_redis_timeout")]
+    pub redis_timeout: HumanDuration,
+    /// Prefix of the policy's Redis keys. Default `gateway:ratelimit:`.
+    #[serde(default = "default_rate_limit_prefix")]
+    pub key_prefix: String,
+}
+
+/// What a rate-limit policy counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitKey {
+    #[default]
+    Client,
+    User,
+    Route,
+}
+
+/// When the IETF `RateLimit` headers are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitHeaders {
+    #[default]
+    Limited,
+    Always,
+}
+
+/// Limits on credential exchanges, per client address and per login.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeLimitsConfig {
+    /// Exchanges one client address may have in flight at the users service; beyond,
+    /// 429 at once. `off` disables. Default 4.
+    #[serde(default = "default_exchange_in_flight")]
+    pub max_in_flight_per_client: Switch<i64>,
+    /// Refused credentials (401) one client address may cause, `N/period`; beyond, 429
+    /// without asking the users service. `off` disables. Default 20/m.
+    #[serde(default = "default_failures_per_client")]
+    pub failures_per_client: Switch<Rate>,
+    /// Refused credentials for one login, from any address (keyed by an HMAC of the
+    /// login). `off` disables. Default 5/m.
+    #[serde(default = "default_failures_per_login")]
+    pub failures_per_login: Switch<Rate>,
+    /// Most addresses and most logins tracked (17 bytes each). Default 100000.
+    #[serde(default = "default_rate_limit_keys")]
+    pub max_keys: i64,
+}
+
+impl Default for ExchangeLimitsConfig {
+    fn default() -> Self {
+        ExchangeLimitsConfig {
+            max_in_flight_per_client: default_exchange_in_flight(),
+            failures_per_client: default_failures_per_client(),
+            failures_per_login: default_failures_per_login(),
+            max_keys: default_rate_limit_keys(),
+        }
+    }
 }
 
 /// `Debug` by hand: `redis_url` may hold a password.
@@ -139,6 +235,9 @@ pub struct AuthConfig {
     /// The cache of exchanged tokens.
     #[serde(default)]
     pub token_cache: TokenCacheConfig,
+    /// Limits on exchanges per client address and per login.
+    #[serde(default)]
+    pub exchange_limits: ExchangeLimitsConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,6 +352,10 @@ pub struct ServerConfig {
     /// A TLS listener beside `listen` (HTTPS, with HTTP/2 by ALPN). Default: none.
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
+    /// Proxies (CIDRs such as `10.0.0.0/8`, or single addresses) whose `X-Forwarded-For`
+    /// is believed when telling the client's address. Default: none (the peer address).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// `server.tls`: the TLS listener. The certificate and key files are watched like the
@@ -287,6 +390,7 @@ impl Default for ServerConfig {
             client_header_timeout: default_client_timeout(),
             client_body_timeout: default_client_timeout(),
             client_write_timeout: default_client_write_timeout(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -474,6 +578,10 @@ pub struct RouteConfig {
     /// `off`: the body streams to the upstream as it arrives (large uploads).
     #[serde(default = "default_request_buffering")]
     pub request_buffering: OnOff,
+    /// Name of the `rate_limits` policy counting this route's requests, or `off`.
+    /// Default: the policy named `default` if there is one, else none.
+    #[serde(default)]
+    pub rate_limit: Option<String>,
 }
 
 /// Whether a route needs credentials.
@@ -487,6 +595,27 @@ pub enum AuthMode {
 
 fn default_redis_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_millis(50))
+}
+fn default_rate_limit_keys() -> i64 {
+    100_000
+}
+fn default_rate_limit_prefix() -> String {
+    "gateway:ratelimit:".to_owned()
+}
+fn default_exchange_in_flight() -> Switch<i64> {
+    Switch::On(4)
+}
+fn default_failures_per_client() -> Switch<Rate> {
+    Switch::On(Rate {
+        count: 20,
+        per: std::time::Duration::from_secs(60),
+    })
+}
+fn default_failures_per_login() -> Switch<Rate> {
+    Switch::On(Rate {
+        count: 5,
+        per: std::time::Duration::from_secs(60),
+    })
 }
 fn default_key_prefix() -> String {
     "gateway:".to_owned()

@@ -19,8 +19,8 @@ use std::{
 
 use http::Method;
 
-pub use explain::{explain_breaker, explain_limit, explain_upstream};
-pub use file::{AuthMode, CacheScope};
+pub use explain::{explain_breaker, explain_limit, explain_limits, explain_upstream};
+pub use file::{AuthMode, CacheScope, RateLimitHeaders, RateLimitKey};
 
 use crate::{
     breaker::{BreakerPolicy, classify::StatusSet},
@@ -36,6 +36,60 @@ pub struct Config {
     pub routes: Vec<RouteSpec>,
     pub auth: Option<AuthSettings>,
     pub cache: ResponseCacheSettings,
+    /// Rate-limit policies, sorted by name; routes refer to them by index.
+    pub rate_limits: Vec<RateLimitPolicy>,
+    /// `auth.exchange_limits`, apart from [`AuthSettings`] so that changing a limit keeps
+    /// the token cache.
+    pub exchange_limits: Option<ExchangeLimitSettings>,
+}
+
+/// A compiled `rate_limits` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimitPolicy {
+    /// The config id; the `policy` metric label.
+    pub name: Arc<str>,
+    pub key: RateLimitKey,
+    /// As written, for explanations and headers.
+    pub rate: RateSettings,
+    pub burst: u32,
+    pub headers: RateLimitHeaders,
+    pub store: LimitStore,
+    pub max_keys: u64,
+}
+
+/// `N` per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSettings {
+    pub count: u64,
+    pub per: Duration,
+}
+
+impl RateSettings {
+    /// Time one request costs: `per / count`.
+    pub fn interval(&self) -> Duration {
+        self.per / u32::try_from(self.count.max(1)).unwrap_or(u32::MAX)
+    }
+}
+
+/// Where a policy counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitStore {
+    Memory,
+    Redis {
+        /// May carry a password: never printed.
+        url: Secret,
+        timeout: Duration,
+        key_prefix: String,
+    },
+}
+
+/// The compiled `auth.exchange_limits` block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeLimitSettings {
+    pub max_in_flight_per_client: Option<u32>,
+    pub failures_per_client: Option<RateSettings>,
+    pub failures_per_login: Option<RateSettings>,
+    pub max_keys: u64,
 }
 
 /// The compiled `cache` section: where cached responses live.
@@ -137,6 +191,8 @@ pub struct ServerSettings {
     /// Longest wait for the client to accept each write of a response.
     pub client_write_timeout: Duration,
     pub tls: Option<ServerTls>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The compiled `server.tls`: the TLS listener and the certificate it starts with.
@@ -239,6 +295,8 @@ pub struct RouteSpec {
     /// (this route's own path first).
     pub invalidates: Vec<Arc<str>>,
     pub body: BodyPolicy,
+    /// Index into [`Config::rate_limits`] of the policy counting this route.
+    pub rate_limit: Option<usize>,
 }
 
 /// What a route accepts as a request body, and how it reaches the upstream.

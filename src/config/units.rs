@@ -182,6 +182,43 @@ impl<'de> Deserialize<'de> for OnOff {
     }
 }
 
+/// A rate written `N/period`: `100/s`, `20/m`, `5/10s`, `1000/1h`. Range checks belong to
+/// validation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u64,
+    pub per: Duration,
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_rate(&text).ok_or_else(|| {
+            de::Error::custom(format!(
+                "invalid rate {text:?}; write it as a count per period like 100/s, 20/m or 5/10s"
+            ))
+        })
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.count, humantime::format_duration(self.per))
+    }
+}
+
+fn parse_rate(text: &str) -> Option<Rate> {
+    let (count, per) = text.trim().split_once('/')?;
+    let count: u64 = count.trim().parse().ok()?;
+    let per = match per.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        other => humantime::parse_duration(other).ok()?,
+    };
+    Some(Rate { count, per })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +233,26 @@ mod tests {
 
     fn doc(yaml: &str) -> Result<Doc, serde_yaml::Error> {
         serde_yaml::from_str(yaml)
+    }
+
+    #[test]
+    fn parses_rates() {
+        let rate = |t: &str| parse_rate(t);
+        assert_eq!(
+            rate("100/s"),
+            Some(Rate {
+                count: 100,
+                per: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(
+            rate(" 5 / 10s ").map(|r| r.per),
+            Some(Duration::from_secs(10))
+        );
+        assert_eq!(rate("20/m").map(|r| r.per), Some(Duration::from_secs(60)));
+        assert_eq!(rate("100"), None);
+        assert_eq!(rate("x/s"), None);
+        assert_eq!(rate("1/fortnight"), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::{
 };
 use crate::{
     auth::Identity,
+    ratelimit::Verdict,
     router::Route,
     state::State,
     upstream::{Attempt, Upstream},
@@ -42,6 +43,11 @@ pub struct RequestCtx {
     pub client_abort: Option<ClientAbort>,
     /// A streamed body's size so far, for the current attempt.
     pub streamed: Streamed,
+    /// The client's address as the limits see it (after `server.trusted_proxies`).
+    pub client: Option<std::net::IpAddr>,
+    /// An admitted request's rate-limit verdict, kept when its policy sends the
+    /// `RateLimit` headers on every response.
+    pub rate_limit: Option<Verdict>,
 }
 
 impl RequestCtx {
@@ -61,6 +67,8 @@ impl RequestCtx {
             cache: None,
             client_abort: None,
             streamed: Streamed::default(),
+            client: None,
+            rate_limit: None,
         }
     }
 

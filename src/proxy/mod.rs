@@ -12,6 +12,7 @@ pub mod body;
 mod caching;
 mod context;
 mod header_deadline;
+mod limiting;
 pub mod problem;
 mod request_id;
 
@@ -73,12 +74,14 @@ impl Gateway {
             .headers
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
+        let limits = state.rate_limits.exchange.as_deref().zip(ctx.client);
         let result = provider
             .authenticate(
                 authorization.as_deref(),
                 SystemTime::now(),
                 &ctx.request_id,
                 users,
+                limits,
             )
             .await;
         result.map_err(|error| match error {
@@ -92,6 +95,10 @@ impl Gateway {
             AuthError::InvalidToken(_) => {
                 Problem::unauthorized("the bearer token is invalid or expired")
             }
+            AuthError::Limited {
+                retry_after,
+                reason,
+            } => Problem::too_many_attempts(reason, retry_after),
             AuthError::Unavailable {
                 retry_after,
                 reason,
@@ -145,6 +152,11 @@ impl ProxyHttp for Gateway {
         // A response nobody reads ends after this long without progress, freeing its
         // upstream connection and in-flight count (its breaker outcome is settled already).
         session.set_write_timeout(Some(write_timeout));
+        // Before the body is read: a client over its limit sends nothing more upstream-bound.
+        ctx.client = limiting::client_ip(session, ctx);
+        if limiting::check(session, ctx, limiting::Stage::BeforeAuth).await? {
+            return Ok(true);
+        }
         // Before credentials are exchanged or a permit taken: a request that never arrives
         // whole costs no upstream anything.
         match body::receive(session, body_policy, body_timeout).await {
@@ -159,6 +171,9 @@ impl ProxyHttp for Gateway {
                     return Ok(true);
                 }
             }
+        }
+        if limiting::check(session, ctx, limiting::Stage::AfterAuth).await? {
+            return Ok(true);
         }
         let Some(upstream) = upstream else {
             return Err(Error::explain(
@@ -341,7 +356,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         response.insert_header(REQUEST_ID, &ctx.request_id)?;
-        Ok(())
+        limiting::add_headers(response, ctx)
     }
 
     fn fail_to_connect(

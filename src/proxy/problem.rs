@@ -9,6 +9,8 @@ use pingora::http::ResponseHeader;
 use pingora_proxy::Session;
 use serde::Serialize;
 
+use crate::ratelimit::{Verdict, exchange::LimitReason};
+
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 /// A problem the gateway answers with.
@@ -21,6 +23,8 @@ pub struct Problem {
     pub retry_after: Option<Duration>,
     pub allow: Vec<Method>,
     pub www_authenticate: Option<&'static str>,
+    /// More headers for this kind of answer (the `RateLimit` fields of a 429).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 #[derive(Serialize)]
@@ -43,6 +47,7 @@ impl Problem {
             retry_after: None,
             allow: Vec::new(),
             www_authenticate: None,
+            headers: Vec::new(),
         }
     }
 
@@ -167,6 +172,47 @@ impl Problem {
         }
     }
 
+    /// A rate-limit policy refused the request.
+    pub fn rate_limited(verdict: &Verdict) -> Self {
+        Problem {
+            retry_after: Some(verdict.retry_after),
+            headers: rate_limit_headers(verdict),
+            ..Problem::new(
+                429,
+                "/errors/rate_limited",
+                "Too Many Requests",
+                format!(
+                    "rate limit {:?} exceeded; retry after the time in Retry-After",
+                    &*verdict.policy
+                ),
+            )
+        }
+    }
+
+    /// An exchange limit refused a credential check before any exchange.
+    pub fn too_many_attempts(reason: LimitReason, retry_after: Duration) -> Self {
+        let detail = match reason {
+            LimitReason::InFlight => {
+                "too many credential checks in progress from this address; retry later"
+            }
+            LimitReason::ClientFailures => {
+                "too many refused credentials from this address; retry later"
+            }
+            LimitReason::LoginFailures => {
+                "too many refused credentials for this login; retry later"
+            }
+        };
+        Problem {
+            retry_after: Some(retry_after),
+            ..Problem::new(
+                429,
+                "/errors/too_many_attempts",
+                "Too Many Requests",
+                detail.to_owned(),
+            )
+        }
+    }
+
     pub fn bad_gateway(upstream: &str) -> Self {
         Problem::new(
             502,
@@ -235,7 +281,7 @@ impl Problem {
         body_len: usize,
         request_id: &str,
     ) -> pingora::Result<ResponseHeader> {
-        let mut header = ResponseHeader::build(self.status, Some(6))?;
+        let mut header = ResponseHeader::build(self.status, Some(8))?;
         header.insert_header(http::header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE)?;
         header.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;
         header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
@@ -247,6 +293,9 @@ impl Problem {
         }
         if let Some(challenge) = self.www_authenticate {
             header.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
+        }
+        for (name, value) in &self.headers {
+            header.insert_header(*name, value.as_str())?;
         }
         if !self.allow.is_empty() {
             let list: Vec<&str> = self.allow.iter().map(Method::as_str).collect();
@@ -268,6 +317,14 @@ impl Problem {
         session.write_response_body(body, true).await?;
         Ok(())
     }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` fields describing `verdict`.
+pub fn rate_limit_headers(verdict: &Verdict) -> Vec<(&'static str, String)> {
+    vec![
+        (crate::headers::RATELIMIT_POLICY, verdict.policy_header()),
+        (crate::headers::RATELIMIT, verdict.limit_header()),
+    ]
 }
 
 #[cfg(test)]

@@ -272,6 +272,14 @@ fn check_explains_each_breaker() {
         stdout.contains("the token exchange takes at most 71 calls at once"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("rate limit token_requests (on /auth):"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("at most 4 in progress per client address"),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,5 +15,6 @@ mod config_fixtures;
 mod health;
 mod layers;
 mod proxying;
+mod rate_limit;
 mod reload;
 mod tls;

@@ -11,6 +11,7 @@ mod auth;
 mod breakers;
 mod cache;
 mod cross_checks;
+mod rate_limits;
 mod routes;
 mod server;
 mod upstreams;
@@ -31,7 +32,13 @@ pub(super) fn compile(
         map,
         errors: Vec::new(),
     };
-    let server = server::compile(&mut problems, &shape.server);
+    let mut server = server::compile(&mut problems, &shape.server);
+    let trusted_proxies =
+        rate_limits::trusted_proxies(&mut problems, &shape.server.trusted_proxies);
+    if let Some(server) = server.as_mut() {
+        server.trusted_proxies = trusted_proxies;
+    }
+    let rate_limits = rate_limits::compile(&mut problems, &shape.rate_limits, env);
     let admin = admin::compile(&mut problems, &shape.admin);
     let breakers = breakers::compile(&mut problems, &shape.breakers);
     let upstreams = upstreams::compile(&mut problems, &shape.upstreams, &breakers);
@@ -40,11 +47,16 @@ pub(super) fn compile(
         &shape.routes,
         &shape.upstreams,
         &shape.server,
+        &shape.rate_limits,
     );
     let auth = shape
         .auth
         .as_ref()
         .and_then(|config| auth::compile(&mut problems, config, &shape.upstreams, env));
+    let exchange_limits = shape
+        .auth
+        .as_ref()
+        .and_then(|config| rate_limits::exchange(&mut problems, &config.exchange_limits));
     let cache = cache::compile(&mut problems, &shape.cache, env);
     cross_checks::run(&mut problems, &shape);
 
@@ -56,6 +68,8 @@ pub(super) fn compile(
             routes,
             auth,
             cache,
+            rate_limits,
+            exchange_limits,
         }),
         _ => Err(problems.errors),
     }

@@ -11,7 +11,7 @@ use http::Method;
 use super::Problems;
 use crate::config::{
     AuthMode, BodyPolicy, CacheScope, RouteCachePolicy, RouteSpec,
-    file::{RouteCacheConfig, RouteConfig, ServerConfig, UpstreamConfig},
+    file::{RateLimitConfig, RouteCacheConfig, RouteConfig, ServerConfig, UpstreamConfig},
 };
 
 /// Redis keeps generation counters a day; an entry must never outlive them, or a counter
@@ -23,6 +23,7 @@ pub(super) fn compile(
     configs: &[RouteConfig],
     upstreams: &BTreeMap<String, UpstreamConfig>,
     server: &ServerConfig,
+    rate_limits: &BTreeMap<String, RateLimitConfig>,
 ) -> Vec<RouteSpec> {
     if configs.is_empty() {
         problems.add("routes", "at least one route is required");
@@ -51,7 +52,7 @@ pub(super) fn compile(
                 format!("unknown upstream {:?}", config.upstream),
             );
         }
-        let Some(route) = route(
+        let Some(mut route) = route(
             problems,
             index,
             config,
@@ -60,6 +61,7 @@ pub(super) fn compile(
         ) else {
             continue;
         };
+        route.rate_limit = rate_limit(problems, index, config, rate_limits);
         if let Some((earlier, _)) = routes.iter().find(|(_, r)| shadows(r, &route)) {
             problems.add(
                 format!("routes[{index}]"),
@@ -177,10 +179,38 @@ fn route(
             max: config.max_body.map_or(default_max_body, |size| size.0),
             buffered,
         },
+        rate_limit: None,
     })
 }
 
 const ZERO_BODY: &str = "must be at least 1 byte (nginx's 0 for \"unlimited\" is not supported: write the size a route needs)";
+
+/// The route's policy: the one it names, none for `off`, else `default` if defined.
+/// Policies compile in name order, so a name's index among the keys is its index among
+/// the compiled policies.
+fn rate_limit(
+    problems: &mut Problems<'_>,
+    index: usize,
+    config: &RouteConfig,
+    policies: &BTreeMap<String, RateLimitConfig>,
+) -> Option<usize> {
+    use super::rate_limits::{DEFAULT_POLICY, OFF};
+    let position = |name: &str| policies.keys().position(|n| n == name);
+    match config.rate_limit.as_deref().map(str::trim) {
+        None => position(DEFAULT_POLICY),
+        Some(OFF) => None,
+        Some(name) => {
+            let found = position(name);
+            if found.is_none() {
+                problems.add(
+                    format!("routes[{index}].rate_limit"),
+                    format!("unknown rate-limit policy {name:?} (or `off`)"),
+                );
+            }
+            found
+        }
+    }
+}
 
 /// A route's `cache` block.
 fn route_cache(

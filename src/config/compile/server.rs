@@ -46,6 +46,8 @@ pub(super) fn compile(
         client_header_timeout,
         client_body_timeout,
         client_write_timeout,
+        // Filled in by `rate_limits::trusted_proxies`, which reports their problems.
+        trusted_proxies: Vec::new(),
     })
 }
 
