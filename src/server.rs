@@ -241,15 +241,18 @@ impl ShutdownSignalWatch for ChannelShutdown {
     }
 }
 
-/// Connects a remote cache store when the server starts, so the first requests need not
-/// go uncached while it connects. Its runtime lives until shutdown, and with it the
+/// Connects a remote cache store (and the rate limits' Redis) when the server starts, so
+/// the first requests need not go uncached (or be counted locally) while it connects. Its runtime lives until shutdown, and with it the
 /// connection's driver task.
 struct StoreConnector(Arc<ArcSwap<State>>);
 
 #[async_trait::async_trait]
 impl BackgroundService for StoreConnector {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        self.0.load().cache.connect();
+        let state = self.0.load();
+        state.cache.connect();
+        state.rate_limits.connect();
+        drop(state);
         let _ = shutdown.changed().await;
     }
 }

@@ -217,12 +217,24 @@ async fn a_bearer_token_is_refused_before_its_nbf() {
     let header = format!("Bearer {early}");
     assert_eq!(
         provider
-            .authenticate(Some(header.as_bytes()), at(T0), "r", &token_upstream())
+            .authenticate(
+                Some(header.as_bytes()),
+                at(T0),
+                "r",
+                &token_upstream(),
+                None
+            )
             .await,
         Err(AuthError::InvalidToken(TokenError::NotYetValid))
     );
     let identity = provider
-        .authenticate(Some(header.as_bytes()), at(T0 + 60), "r", &token_upstream())
+        .authenticate(
+            Some(header.as_bytes()),
+            at(T0 + 60),
+            "r",
+            &token_upstream(),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(identity.user_id, 9);

@@ -4,7 +4,7 @@
 use crate::{
     breaker::BreakerPolicy,
     config::{
-        Config, ConcurrencyLimit, ExchangeLimitSettings, LimitStore, RateLimitHeaders,
+        ConcurrencyLimit, Config, ExchangeLimitSettings, LimitStore, RateLimitHeaders,
         RateLimitKey, RateLimitPolicy, RateSettings, UpstreamSpec,
     },
 };

@@ -283,6 +283,14 @@ impl RateLimits {
     pub fn policy(&self, index: usize) -> Option<&RateLimiter> {
         self.policies.get(index)
     }
+
+    /// Connects the policies that count in Redis now, so that the first requests need not
+    /// be counted locally while they connect (needs a Tokio runtime).
+    pub fn connect(&self) {
+        for redis in self.policies.iter().filter_map(|p| p.redis.as_ref()) {
+            redis.connect_in_background();
+        }
+    }
 }
 
 /// Most keys listed as the most limited per policy.

@@ -163,7 +163,8 @@ impl RedisCounter {
         }
     }
 
-    fn connect_in_background(&self) {
+    /// Starts connecting now rather than on the first request.
+    pub fn connect_in_background(&self) {
         if self.inner.connecting.swap(true, Ordering::AcqRel) {
             return;
         }

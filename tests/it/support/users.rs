@@ -29,6 +29,14 @@ pub struct TestTravel {
     auth_calls: Arc<AtomicUsize>,
     /// Requests each service received (its middleware saw the header), by `Service::ALL` index.
     requests: Arc<[AtomicUsize; 4]>,
+    auth_concurrency: Arc<Concurrency>,
+}
+
+/// `/auth` calls in progress at the users service, and the most there ever were at once.
+#[derive(Default)]
+struct Concurrency {
+    now: AtomicUsize,
+    most: AtomicUsize,
 }
 
 /// The users service alone (what the auth tests need).
@@ -48,24 +56,34 @@ impl TestTravel {
             .await
             .unwrap();
         let auth_calls = Arc::new(AtomicUsize::new(0));
+        let auth_concurrency = Arc::new(Concurrency::default());
         let counter = auth_calls.clone();
         let requests: Arc<[AtomicUsize; 4]> = Arc::new(Default::default());
         let seen = requests.clone();
+        let concurrency = auth_concurrency.clone();
         local.wrap_routers(Arc::new(move |service, router| {
             let counter = counter.clone();
             let seen = seen.clone();
+            let concurrency = concurrency.clone();
             router.layer(axum::middleware::from_fn(
                 move |request: Request, next: Next| {
                     let counter = counter.clone();
                     let seen = seen.clone();
+                    let concurrency = concurrency.clone();
                     async move {
                         if let Some(count) = seen.get(index_of(service)) {
                             count.fetch_add(1, Ordering::SeqCst);
                         }
-                        if request.uri().path() == "/auth" {
+                        let auth = request.uri().path() == "/auth";
+                        if auth {
                             counter.fetch_add(1, Ordering::SeqCst);
+                            let now = concurrency.now.fetch_add(1, Ordering::SeqCst) + 1;
+                            concurrency.most.fetch_max(now, Ordering::SeqCst);
                         }
                         let response: Response = next.run(request).await;
+                        if auth {
+                            concurrency.now.fetch_sub(1, Ordering::SeqCst);
+                        }
                         response
                     }
                 },
@@ -76,6 +94,7 @@ impl TestTravel {
             services: local,
             auth_calls,
             requests,
+            auth_concurrency,
         }
     }
 
@@ -92,6 +111,11 @@ impl TestTravel {
 
     pub fn auth_calls(&self) -> usize {
         self.auth_calls.load(Ordering::SeqCst)
+    }
+
+    /// The most `/auth` calls the users service ever had in progress at once.
+    pub fn most_concurrent_auth_calls(&self) -> usize {
+        self.auth_concurrency.most.load(Ordering::SeqCst)
     }
 
     /// Stops a service: its listener closes and every connection, idle pooled ones

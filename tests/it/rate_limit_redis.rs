@@ -1,0 +1,160 @@
+//! `store: redis`: two gateways count one limit together in the real Redis, and each
+//! counts on its own while Redis is gone, saying so in its metrics.
+
+use std::{
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
+};
+
+use crate::{
+    rate_limit::client_from,
+    support::{
+        Mode, TestGateway, TestUpstream, eventually, metric,
+        redis::{self as redis_support, PrefixGuard, RedisProcess},
+    },
+};
+
+/// A key prefix of this test's own (deleted afterwards).
+fn prefix() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "gwtest-ratelimit-{}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// `policy` names the policy, and so its metric series, which every gateway of the test
+/// process shares: one name per test.
+fn config(origin: &TestUpstream, policy: &str, url: &str, prefix: &str) -> String {
+    format!(
+        "upstreams:\n  echo: {{ backends: [\"{}\"] }}\nrate_limits:\n  {policy}: {{ rate: 3/m, store: redis, redis_url: \"{url}\", key_prefix: \"{prefix}\", redis_timeout: 200ms }}\nroutes:\n  - {{ path: /limited, upstream: echo, auth: none, rate_limit: {policy} }}\n",
+        origin.addr
+    )
+}
+
+/// Two gateways on one Redis, each connected to it.
+async fn two_gateways(
+    origin: &TestUpstream,
+    policy: &str,
+    url: &str,
+    prefix: &str,
+) -> [TestGateway; 2] {
+    let a = TestGateway::start(&config(origin, policy, url, prefix)).await;
+    let b = TestGateway::start(&config(origin, policy, url, prefix)).await;
+    for gateway in [&a, &b] {
+        eventually(Duration::from_secs(10), || async {
+            redis_available(gateway).await == Some(true)
+        })
+        .await;
+    }
+    [a, b]
+}
+
+async fn redis_available(gateway: &TestGateway) -> Option<bool> {
+    gateway.admin_json("/admin/limits").await["rate_limits"][0]["redis_available"].as_bool()
+}
+
+async fn status(http: &reqwest::Client, gateway: &TestGateway) -> u16 {
+    http.get(gateway.url("/limited"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_gateways_enforce_one_limit_through_redis() {
+    redis_support::require_shared().await;
+    let origin = TestUpstream::start(Mode::Echo).await;
+    let guard = PrefixGuard { prefix: prefix() };
+    let [a, b] = two_gateways(
+        &origin,
+        "one_limit",
+        redis_support::SHARED_URL,
+        &guard.prefix,
+    )
+    .await;
+
+    // Three a minute for one address, wherever its requests land.
+    let http = client_from("127.0.0.8");
+    assert_eq!(status(&http, &a).await, 200);
+    assert_eq!(status(&http, &b).await, 200);
+    assert_eq!(status(&http, &a).await, 200);
+    let refused = http.get(b.url("/limited")).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    assert_eq!(status(&http, &a).await, 429);
+    // Another address has its own three.
+    assert_eq!(status(&client_from("127.0.0.9"), &b).await, 200);
+    let keys = redis_support::keys(redis_support::SHARED_URL, &guard.prefix).await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let metrics = a.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "gateway_rate_limit_fallback_total",
+            &[("policy", "one_limit")]
+        ),
+        None,
+        "never counted locally: {metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_redis_each_gateway_counts_alone_and_says_so() {
+    let mut redis = RedisProcess::start().await;
+    let origin = TestUpstream::start(Mode::Echo).await;
+    let [a, b] = two_gateways(&origin, "fallback", &redis.url(), &prefix()).await;
+    let http = client_from("127.0.0.10");
+    for _ in 0..3 {
+        assert_eq!(status(&http, &a).await, 200);
+    }
+    assert_eq!(status(&http, &b).await, 429, "shared while Redis is up");
+
+    redis.kill();
+    // Each gateway now admits the address its own burst of three, and no more.
+    let fresh = client_from("127.0.0.11");
+    for gateway in [&a, &b] {
+        for _ in 0..3 {
+            assert_eq!(status(&fresh, gateway).await, 200);
+        }
+        assert_eq!(status(&fresh, gateway).await, 429);
+    }
+    // (Metrics are per process, and both gateways run in this one.)
+    let metrics = a.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            "gateway_rate_limit_store_available",
+            &[("policy", "fallback")]
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert!(
+        metric(
+            &metrics,
+            "gateway_rate_limit_fallback_total",
+            &[("policy", "fallback")]
+        )
+        .unwrap_or(0.0)
+            >= 8.0,
+        "{metrics}"
+    );
+
+    // Redis back: shared counting resumes by itself.
+    redis.restart().await;
+    let later = client_from("127.0.0.12");
+    eventually(Duration::from_secs(15), || async {
+        let _ = status(&later, &a).await;
+        redis_available(&a).await == Some(true)
+    })
+    .await;
+}
