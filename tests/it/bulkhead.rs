@@ -228,10 +228,12 @@ fn fresh_logins(gateway: &TestGateway, n: usize) -> JoinSet<(u16, String)> {
 async fn fresh_logins_never_exceed_the_exchange_limit_at_the_users_service() {
     // A users service that holds every /auth call until the test lets it go, then refuses
     // the credential: it counts how many it had at once.
+    // All ten logins come from one address: its own cap (auth.exchange_limits, tested in
+    // exchange_limits.rs) is off so that the exchange's global limit is what answers.
     let users = TestUpstream::start(Mode::Hold(401)).await;
     let svc = TestUpstream::start(Mode::Echo).await;
     let gateway = TestGateway::start(&format!(
-        "upstreams:\n  exchange_users: {{ backends: [\"{}\"] }}\n  exchange_svc: {{ backends: [\"{}\"] }}\nauth:\n  token_endpoint: {{ upstream: exchange_users, path: /auth, max_in_flight: 3, max_queued: 3, queue_timeout: 60s }}\nroutes:\n  - {{ path: /svc, upstream: exchange_svc }}\n",
+        "upstreams:\n  exchange_users: {{ backends: [\"{}\"] }}\n  exchange_svc: {{ backends: [\"{}\"] }}\nauth:\n  token_endpoint: {{ upstream: exchange_users, path: /auth, max_in_flight: 3, max_queued: 3, queue_timeout: 60s }}\n  exchange_limits: {{ max_in_flight_per_client: off }}\nroutes:\n  - {{ path: /svc, upstream: exchange_svc }}\n",
         users.addr, svc.addr
     ))
     .await;
