@@ -15,6 +15,7 @@ pub mod cache;
 pub mod checker;
 pub mod config;
 pub mod drain;
+pub mod events;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;

@@ -176,6 +176,7 @@ impl Reloader {
                     }),
                 }));
                 info!(path = %self.path.display(), trigger, "config reloaded");
+                self.announce();
                 true
             }
             Err(errors) => {
@@ -201,6 +202,12 @@ impl Reloader {
             errors,
         });
         self.status.store(Arc::new(status));
+        self.announce();
+    }
+
+    /// Pushes the new `/admin/config` to the live page (event `config`).
+    fn announce(&self) {
+        self.state.load().events.publish("config", &*self.status());
     }
 
     async fn apply(&self, bytes: &[u8]) -> Result<(), Vec<String>> {
@@ -222,7 +229,7 @@ impl Reloader {
                 .map(|e| format!("{file}: {e}"))
                 .collect());
         }
-        let next = State::build(config, self.origin, Some(&current))
+        let next = State::build(config, self.origin, Some(&current), &current.events)
             .map_err(|e| vec![format!("{file}: cache store: {e}")])?;
         for upstream in &current.upstreams {
             upstream.retire_removed(next.upstream(&upstream.name).map(|u| &**u));

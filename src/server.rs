@@ -31,6 +31,7 @@ use crate::{
     checker::HealthCheckers,
     config::{Config, ConfigErrors},
     drain::{Drain, DrainingShutdown, UntilExit},
+    events::EventBus,
     proxy::{Gateway, HeaderDeadline},
     reload::{self, CertWatcher, Env, Reloader},
     state::State,
@@ -108,7 +109,8 @@ impl GatewayServer {
         let (listen, admin_listen) = (config.server.listen, config.admin.listen);
         let tls = config.server.tls.clone();
         let origin = Instant::now();
-        let state = State::build(config, origin, None).map_err(StartError::Cache)?;
+        let events = Arc::new(EventBus::default());
+        let state = State::build(config, origin, None, &events).map_err(StartError::Cache)?;
         let state = Arc::new(ArcSwap::from_pointee(state));
         let reloader = file.map(|(path, env, hash, options)| {
             let reloader = Reloader::new(path.to_path_buf(), env, state.clone(), origin, hash);
@@ -138,14 +140,13 @@ impl GatewayServer {
             proxy.add_tls_with_settings(&tls.listen.to_string(), None, settings);
             resolver = Some(certs);
         }
-        let mut admin = Service::new(
-            "admin".to_owned(),
-            Admin::new(
-                state.clone(),
-                reloader.as_ref().map(|(r, _)| r.clone()),
-                drain.clone(),
-            ),
+        let admin_app = Admin::new(
+            state.clone(),
+            reloader.as_ref().map(|(r, _)| r.clone()),
+            drain.clone(),
         );
+        server.add_service(background_service("admin snapshots", admin_app.ticker()));
+        let mut admin = Service::new("admin".to_owned(), admin_app);
         admin.threads = Some(1);
         admin.add_tcp(&admin_listen.to_string());
         server.add_service(proxy);

@@ -11,6 +11,7 @@ use crate::{
     auth::{JwtVerifier, TokenProvider, exchange::UsersTokenSource},
     cache::{ResponseCache, StoreError},
     config::{ConcurrencyLimit, Config},
+    events::EventBus,
     ratelimit::RateLimits,
     router::Router,
     upstream::{Upstream, bulkhead::Limiter},
@@ -29,6 +30,9 @@ pub struct State {
     pub cache: Arc<ResponseCache>,
     /// Rate-limit policies and exchange limits; their counts carry over reloads.
     pub rate_limits: RateLimits,
+    /// The gateway's event bus (breaker transitions are published on it), the same for
+    /// every `State` of one gateway.
+    pub events: Arc<EventBus>,
 }
 
 impl State {
@@ -37,13 +41,14 @@ impl State {
         config: Config,
         origin: Instant,
         previous: Option<&State>,
+        events: &Arc<EventBus>,
     ) -> Result<State, StoreError> {
         let upstreams = config
             .upstreams
             .iter()
             .map(|spec| {
                 let before = previous.and_then(|p| p.upstream(&spec.name));
-                Arc::new(Upstream::new(spec, origin, before.map(|u| &**u)))
+                Arc::new(Upstream::new(spec, origin, before.map(|u| &**u), events))
             })
             .collect();
         let limit = config
@@ -93,6 +98,7 @@ impl State {
             exchange_limit,
             cache,
             config: Arc::new(config),
+            events: events.clone(),
         })
     }
 

@@ -84,7 +84,12 @@ fn token_upstream() -> Arc<Upstream> {
         "upstreams:\n  users: { backends: [127.0.0.1:1] }\nroutes:\n  - { path: /, upstream: users, auth: none }\n",
     )
     .unwrap();
-    Arc::new(Upstream::new(&config.upstreams[0], Instant::now(), None))
+    Arc::new(Upstream::new(
+        &config.upstreams[0],
+        Instant::now(),
+        None,
+        &Default::default(),
+    ))
 }
 
 #[tokio::test]

@@ -244,7 +244,12 @@ mod tests {
             "upstreams:\n  svc: { backends: [127.0.0.1:1], breaker: quick, connect_timeout: 1s, read_timeout: 2s }\nbreakers:\n  quick: { consecutive_failures: 2, failure_rate: off, open_for: 10s, half_open_probes: 1 }\nroutes:\n  - { path: /, upstream: svc, auth: none }\n",
         )
         .unwrap();
-        Arc::new(Upstream::new(&config.upstreams[0], Instant::now(), None))
+        Arc::new(Upstream::new(
+            &config.upstreams[0],
+            Instant::now(),
+            None,
+            &Default::default(),
+        ))
     }
 
     fn upstream_error(etype: ErrorType) -> Box<Error> {

@@ -32,6 +32,7 @@ use crate::{
         classify::StatusSet,
     },
     config::{HealthCheckSpec, UpstreamSpec},
+    events::{EventBus, TransitionEvent},
     metrics,
 };
 
@@ -118,7 +119,13 @@ impl Upstream {
     /// A half-open probe holds its slot for at most the backend's connect and read timeouts:
     /// by then it has either been answered or failed, unless it is stuck on something other
     /// than the backend.
-    pub fn new(spec: &UpstreamSpec, origin: Instant, previous: Option<&Upstream>) -> Self {
+    /// Transitions of new breakers are published on `events`.
+    pub fn new(
+        spec: &UpstreamSpec,
+        origin: Instant,
+        previous: Option<&Upstream>,
+        events: &Arc<EventBus>,
+    ) -> Self {
         let probe_lease = spec.connect_timeout + spec.read_timeout;
         let backends = spec
             .backends
@@ -169,6 +176,7 @@ impl Upstream {
                             upstream: spec.name.clone(),
                             backend: b.label.clone(),
                             gauge,
+                            events: events.clone(),
                         });
                         let breaker =
                             CircuitBreaker::new(spec.policy.clone(), probe_lease, listener, origin);
@@ -352,11 +360,12 @@ impl Upstream {
     }
 }
 
-/// Turns breaker transitions into a log line and metrics.
+/// Turns breaker transitions into a log line, metrics and an event.
 struct TransitionLog {
     upstream: Arc<str>,
     backend: Arc<str>,
     gauge: IntGauge,
+    events: Arc<EventBus>,
 }
 
 impl TransitionListener for TransitionLog {
@@ -384,5 +393,14 @@ impl TransitionListener for TransitionLog {
                 "circuit breaker state changed"
             );
         }
+        self.events.transition(TransitionEvent {
+            upstream: self.upstream.to_string(),
+            backend: self.backend.to_string(),
+            from: t.from.as_str(),
+            to: t.to.as_str(),
+            reason: t.reason.to_string(),
+            at: humantime::format_rfc3339_millis(t.at_wall).to_string(),
+            open_for_seconds: t.open_for.map(|d| d.as_secs_f64()),
+        });
     }
 }

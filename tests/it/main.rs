@@ -15,6 +15,7 @@ mod config_fixtures;
 mod exchange_limits;
 mod health;
 mod layers;
+mod live;
 mod proxying;
 mod rate_limit;
 mod rate_limit_redis;

@@ -1,33 +1,50 @@
-//! The admin listener: `GET /metrics` (Prometheus text), `GET /healthz`,
+//! The admin listener: `GET /` (the live page, `page.html`), `GET /admin/events` (its
+//! Server-Sent Events stream, `stream.rs`), `GET /admin/snapshot` (the document the page
+//! draws, `snapshot.rs`), `GET /metrics` (Prometheus text), `GET /healthz`,
 //! `GET /admin/breakers` (every upstream's backends with their breaker state),
 //! `GET /admin/cache` (the response cache's store, and whether it is connected),
 //! `GET /admin/limits` (admission control: calls in flight and waiting per backend, each
 //! rate-limit policy with its store and its most limited keys, hashed),
 //! `GET /admin/config` (the running config and the last reload) and `GET /openapi.yaml`
-//! (the API contract). It runs as its
-//! own Pingora service, on its own port, so scrapes never compete with proxied traffic.
+//! (the API contract). It runs as its own Pingora service, on its own port and thread, so
+//! scrapes and the page never compete with proxied traffic.
+
+mod snapshot;
+mod stream;
 
 use std::{sync::Arc, time::Instant};
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use http::{Response, StatusCode, header};
-use pingora::{apps::http_app::ServeHttp, protocols::http::ServerSession};
+use http::{StatusCode, header};
+use pingora::{
+    apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream},
+    http::ResponseHeader,
+    protocols::http::ServerSession,
+    server::ShutdownWatch,
+};
 use serde::Serialize;
 
+use self::stream::Live;
+pub use self::{
+    snapshot::{AuthReport, RouteStats, Snapshot},
+    stream::Ticker,
+};
 use crate::{
     breaker::{BreakerSnapshot, Transition},
     drain::Drain,
     metrics,
     reload::Reloader,
     state::State,
-    upstream::{bulkhead::Bulkhead, health::Health},
+    upstream::{Upstream, bulkhead::Bulkhead, health::Health},
 };
 
+/// The live page: one file, no external resources (an operator's closed network has no
+/// internet), compiled in.
+const PAGE: &str = include_str!("page.html");
+
 pub struct Admin {
-    state: Arc<ArcSwap<State>>,
-    /// Present when the gateway runs from a file.
-    reloader: Option<Arc<Reloader>>,
+    live: Arc<Live>,
     drain: Arc<Drain>,
 }
 
@@ -38,10 +55,15 @@ impl Admin {
         drain: Arc<Drain>,
     ) -> Self {
         Admin {
-            state,
-            reloader,
+            live: Arc::new(Live::new(state, reloader)),
             drain,
         }
+    }
+
+    /// The background service that computes the page's snapshot once a second and pushes
+    /// it to the subscribers of `/admin/events`.
+    pub fn ticker(&self) -> Ticker {
+        Ticker(self.live.clone())
     }
 
     /// The response for a method and path; separate from the socket for unit tests.
@@ -59,8 +81,14 @@ impl Admin {
             );
         }
         match path {
+            "/" => (
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                PAGE.as_bytes().to_vec(),
+            ),
+            "/admin/snapshot" => (StatusCode::OK, JSON, self.live.latest().to_vec()),
             "/metrics" => {
-                let state = self.state.load();
+                let state = self.live.state.load();
                 state.cache.report_usage();
                 report_limit_gauges(&state);
                 (
@@ -69,7 +97,7 @@ impl Admin {
                     metrics::render(),
                 )
             }
-            "/admin/config" => match &self.reloader {
+            "/admin/config" => match &self.live.reloader {
                 Some(reloader) => (
                     StatusCode::OK,
                     JSON,
@@ -84,7 +112,7 @@ impl Admin {
             "/openapi.yaml" => (
                 StatusCode::OK,
                 "application/yaml",
-                include_str!("../docs/openapi.yaml").as_bytes().to_vec(),
+                include_str!("../../docs/openapi.yaml").as_bytes().to_vec(),
             ),
             // Not ready from SIGTERM on, while the proxy still serves (crate::drain).
             "/healthz" if self.drain.is_draining() => (
@@ -94,7 +122,7 @@ impl Admin {
             ),
             "/healthz" => (StatusCode::OK, JSON, br#"{"status":"ok"}"#.to_vec()),
             "/admin/breakers" => {
-                let report = breakers_report(&self.state.load(), Instant::now());
+                let report = breakers_report(&self.live.state.load(), Instant::now());
                 (
                     StatusCode::OK,
                     JSON,
@@ -102,7 +130,7 @@ impl Admin {
                 )
             }
             "/admin/cache" => {
-                let report = cache_report(&self.state.load(), Instant::now());
+                let report = cache_report(&self.live.state.load(), Instant::now());
                 (
                     StatusCode::OK,
                     JSON,
@@ -110,7 +138,7 @@ impl Admin {
                 )
             }
             "/admin/limits" => {
-                let report = limits_report(&self.state.load());
+                let report = limits_report(&self.live.state.load());
                 (
                     StatusCode::OK,
                     JSON,
@@ -126,23 +154,49 @@ impl Admin {
     }
 }
 
+/// Pingora's `ServeHttp` answers with a whole body; the event stream needs to write as
+/// events come, so the admin app drives the session itself.
 #[async_trait]
-impl ServeHttp for Admin {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let header = session.req_header();
-        let (status, content_type, body) = self.respond(&header.method, header.uri.path());
-        let mut response = Response::new(body);
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static(content_type),
-        );
-        let length = response.body().len();
+impl HttpServerApp for Admin {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        if !matches!(session.read_request().await, Ok(true)) {
+            return None;
+        }
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(60) });
+        let (method, path) = {
+            let header = session.req_header();
+            (header.method.clone(), header.uri.path().to_owned())
+        };
+        if path == "/admin/events" && method == http::Method::GET {
+            self.live.serve_events(session).await;
+            return None;
+        }
+        let (status, content_type, body) = self.respond(&method, &path);
+        let mut response = ResponseHeader::build(status, Some(3)).ok()?;
         response
-            .headers_mut()
-            .insert(header::CONTENT_LENGTH, header::HeaderValue::from(length));
+            .insert_header(header::CONTENT_TYPE, content_type)
+            .ok()?;
         response
+            .insert_header(header::CONTENT_LENGTH, body.len())
+            .ok()?;
+        // The page and the JSON change every second; never serve them from a cache.
+        response
+            .insert_header(header::CACHE_CONTROL, "no-store")
+            .ok()?;
+        session
+            .write_response_header(Box::new(response))
+            .await
+            .ok()?;
+        if method != http::Method::HEAD && !body.is_empty() {
+            session.write_response_body(body.into(), true).await.ok()?;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        let stream = session.finish().await.ok()??;
+        Some(ReusedHttpStream::from_reusable_stream(stream, settings))
     }
 }
 
@@ -155,7 +209,19 @@ pub struct BreakersReport {
 pub struct UpstreamReport {
     pub name: String,
     pub breaker: String,
+    /// The trip conditions the rates are judged against.
+    pub thresholds: Option<Thresholds>,
     pub backends: Vec<BackendReport>,
+}
+
+#[derive(Serialize)]
+pub struct Thresholds {
+    pub consecutive_failures: Option<u32>,
+    pub failure_rate: Option<f64>,
+    pub slow_call_rate: Option<f64>,
+    pub slow_call_seconds: f64,
+    pub minimum_calls: u32,
+    pub window_seconds: f64,
 }
 
 #[derive(Serialize)]
@@ -166,7 +232,11 @@ pub struct BackendReport {
     pub failures: u32,
     pub slow_calls: u32,
     pub failure_rate: f64,
+    /// slow_calls / calls; 0 when there are no calls.
+    pub slow_call_rate: f64,
     pub consecutive_failures: u32,
+    /// Calls admitted to the backend and not yet over.
+    pub in_flight: usize,
     pub seconds_until_half_open: Option<f64>,
     pub open_for_seconds: f64,
     pub last_transition: Option<TransitionReport>,
@@ -238,11 +308,13 @@ pub fn breakers_report(state: &State, now: Instant) -> BreakersReport {
             .map(|upstream| UpstreamReport {
                 name: upstream.name.to_string(),
                 breaker: upstream.breaker_name.to_string(),
+                thresholds: thresholds(upstream),
                 backends: upstream
                     .backends
                     .iter()
                     .map(|b| {
-                        let mut report = backend_report(&b.label, &b.breaker.snapshot(now), now);
+                        let mut report =
+                            backend_report(&b.label, &b.breaker.snapshot(now), b.in_flight(), now);
                         if upstream.health_check.is_some() {
                             report.health = Some(health_report(&b.health, now));
                         }
@@ -254,7 +326,25 @@ pub fn breakers_report(state: &State, now: Instant) -> BreakersReport {
     }
 }
 
-fn backend_report(label: &str, s: &BreakerSnapshot, now: Instant) -> BackendReport {
+/// Every backend of an upstream runs under the upstream's one policy.
+fn thresholds(upstream: &Upstream) -> Option<Thresholds> {
+    let policy = upstream.backends.first()?.breaker.policy();
+    Some(Thresholds {
+        consecutive_failures: policy.consecutive_failures,
+        failure_rate: policy.failure_rate,
+        slow_call_rate: policy.slow_call_rate,
+        slow_call_seconds: policy.slow_call_duration.as_secs_f64(),
+        minimum_calls: policy.minimum_calls,
+        window_seconds: policy.window.as_secs_f64(),
+    })
+}
+
+fn backend_report(
+    label: &str,
+    s: &BreakerSnapshot,
+    in_flight: usize,
+    now: Instant,
+) -> BackendReport {
     BackendReport {
         backend: label.to_owned(),
         state: s.state.as_str(),
@@ -262,7 +352,13 @@ fn backend_report(label: &str, s: &BreakerSnapshot, now: Instant) -> BackendRepo
         failures: s.failures,
         slow_calls: s.slow_calls,
         failure_rate: s.failure_rate,
+        slow_call_rate: if s.calls == 0 {
+            0.0
+        } else {
+            f64::from(s.slow_calls) / f64::from(s.calls)
+        },
         consecutive_failures: s.consecutive_failures,
+        in_flight,
         seconds_until_half_open: s.until_half_open.map(|d| d.as_secs_f64()),
         open_for_seconds: s.open_for.as_secs_f64(),
         last_transition: s
