@@ -89,6 +89,12 @@ fn check(path: &std::path::Path, explain: bool) -> ExitCode {
         config.upstreams.len(),
         config.routes.len()
     );
+    if config.admin.is_open_beyond_loopback() {
+        eprintln!(
+            "warning: admin.listen {} is reachable from other machines with no token (admin.open: true): anyone who reaches it sees the breakers, the config and the live page; set admin.token_env instead",
+            config.admin.listen
+        );
+    }
     if explain {
         let mut seen = std::collections::BTreeMap::new();
         for upstream in &config.upstreams {

@@ -133,6 +133,12 @@ def check_gateway(docs, problems):
             name = config.get("auth", {}).get("jwt", {}).get(env, "JWT_SECRET")
             if name not in {e["name"] for e in container.get("env", [])}:
                 problems.append(f"{where}: auth.jwt.{env} names {name}, which the container does not set")
+        admin = config.get("admin", {})
+        token_env = admin.get("token_env")
+        if token_env and token_env not in {e["name"] for e in container.get("env", [])}:
+            problems.append(f"{where}: admin.token_env names {token_env}, which the container does not set")
+        if not token_env and not admin.get("open") and "/healthz" not in admin.get("open_paths", ["/healthz"]):
+            problems.append(f"{where}: the probes need /healthz in admin.open_paths")
         redis_env = config.get("cache", {}).get("redis_url_env")
         if config.get("cache", {}).get("redis_url"):
             problems.append(f"{where}: cache.redis_url is a literal; use redis_url_env and the Secret")

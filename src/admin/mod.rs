@@ -9,6 +9,7 @@
 //! (the API contract). It runs as its own Pingora service, on its own port and thread, so
 //! scrapes and the page never compete with proxied traffic.
 
+mod access;
 mod snapshot;
 mod stream;
 
@@ -154,6 +155,15 @@ impl Admin {
     }
 }
 
+fn unauthorized() -> (StatusCode, &'static str, Vec<u8>) {
+    (
+        StatusCode::UNAUTHORIZED,
+        "application/json",
+        br#"{"error":"this admin listener needs its token: Authorization: Bearer <the value of admin.token_env>"}"#
+            .to_vec(),
+    )
+}
+
 /// Pingora's `ServeHttp` answers with a whole body; the event stream needs to write as
 /// events come, so the admin app drives the session itself.
 #[async_trait]
@@ -171,12 +181,48 @@ impl HttpServerApp for Admin {
             let header = session.req_header();
             (header.method.clone(), header.uri.path().to_owned())
         };
-        if path == "/admin/events" && method == http::Method::GET {
+        let state = self.live.state.load_full();
+        let settings = &state.config.admin;
+        let (allowed, has_token) = {
+            let headers = &session.req_header().headers;
+            (
+                access::allowed(settings, &path, headers),
+                access::has_token(settings, headers),
+            )
+        };
+        let mut set_cookie = None;
+        let (status, content_type, body) = if path == "/admin/session" {
+            // The page trades the token for a cookie that EventSource will carry.
+            session.set_keepalive(None);
+            if method != http::Method::POST {
+                (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "application/json",
+                    br#"{"error":"POST with Authorization: Bearer <token>"}"#.to_vec(),
+                )
+            } else if has_token {
+                set_cookie = access::session_cookie(settings);
+                (StatusCode::NO_CONTENT, "application/json", Vec::new())
+            } else {
+                unauthorized()
+            }
+        } else if !allowed {
+            unauthorized()
+        } else if path == "/admin/events" && method == http::Method::GET {
             self.live.serve_events(session).await;
             return None;
+        } else {
+            self.respond(&method, &path)
+        };
+        let mut response = ResponseHeader::build(status, Some(5)).ok()?;
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .insert_header(header::WWW_AUTHENTICATE, "Bearer realm=\"gateway admin\"")
+                .ok()?;
         }
-        let (status, content_type, body) = self.respond(&method, &path);
-        let mut response = ResponseHeader::build(status, Some(3)).ok()?;
+        if let Some(cookie) = set_cookie {
+            response.insert_header(header::SET_COOKIE, cookie).ok()?;
+        }
         response
             .insert_header(header::CONTENT_TYPE, content_type)
             .ok()?;

@@ -401,12 +401,29 @@ pub struct AdminConfig {
     /// Address of the admin listener. Default `127.0.0.1:9091`.
     #[serde(default = "default_admin_listen")]
     pub listen: String,
+    /// Name of the environment variable holding the admin bearer token (at least 16
+    /// bytes). When set, every admin request but the page itself and `open_paths` needs
+    /// `Authorization: Bearer <token>` (or the page's session cookie). Required when
+    /// `listen` is not a loopback address, unless `open: true`. Default: none.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Serve a non-loopback admin listener without a token, on purpose (`gateway check`
+    /// warns). Default `false`.
+    #[serde(default)]
+    pub open: bool,
+    /// Paths answered without the token, for probes and scrapers: any of `/healthz` and
+    /// `/metrics`. Default `[/healthz]`.
+    #[serde(default = "default_admin_open_paths")]
+    pub open_paths: Vec<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: default_admin_listen(),
+            token_env: None,
+            open: false,
+            open_paths: default_admin_open_paths(),
         }
     }
 }
@@ -688,6 +705,9 @@ fn default_true() -> bool {
 }
 fn default_admin_listen() -> String {
     "127.0.0.1:9091".to_owned()
+}
+fn default_admin_open_paths() -> Vec<String> {
+    vec!["/healthz".to_owned()]
 }
 fn default_connect_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(1))

@@ -209,6 +209,21 @@ pub struct ServerTls {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
+    /// The bearer token every admin request but the page and `open_paths` needs; `None`:
+    /// no authentication (a loopback listener, or `open: true`).
+    pub token: Option<Secret>,
+    /// Paths answered without the token (a subset of [`ADMIN_OPENABLE_PATHS`]).
+    pub open_paths: Vec<&'static str>,
+}
+
+/// The admin paths `admin.open_paths` may list.
+pub const ADMIN_OPENABLE_PATHS: [&str; 2] = ["/healthz", "/metrics"];
+
+impl AdminSettings {
+    /// Reachable from other machines and without a token: `gateway check` warns.
+    pub fn is_open_beyond_loopback(&self) -> bool {
+        self.token.is_none() && !self.listen.ip().is_loopback()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -335,3 +335,46 @@ async fn sighup_reloads_the_config() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn check_warns_about_an_open_admin_listener_beyond_loopback_and_refuses_an_unguarded_one() {
+    let dir = tempdir();
+    let path = dir.join("gateway.yaml");
+    let body = "upstreams:\n  u: { backends: [\"127.0.0.1:1\"] }\nroutes:\n  - { path: /u, upstream: u, auth: none }\n";
+    std::fs::write(
+        &path,
+        format!("admin: {{ listen: \"0.0.0.0:9091\", open: true }}\n{body}"),
+    )
+    .unwrap();
+    let open = run(&["check", "--config", path.to_str().unwrap()]);
+    assert!(open.status.success());
+    let stderr = String::from_utf8_lossy(&open.stderr);
+    assert!(
+        stderr.contains("warning: admin.listen 0.0.0.0:9091"),
+        "{stderr}"
+    );
+
+    std::fs::write(
+        &path,
+        format!("admin: {{ listen: \"0.0.0.0:9091\" }}\n{body}"),
+    )
+    .unwrap();
+    let unguarded = run(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(unguarded.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&unguarded.stderr);
+    assert!(stderr.contains(":1: admin.listen"), "{stderr}");
+
+    std::fs::write(
+        &path,
+        format!("admin: {{ listen: \"0.0.0.0:9091\", token_env: GW_ADMIN }}\n{body}"),
+    )
+    .unwrap();
+    let guarded = gateway()
+        .args(["check", "--config", path.to_str().unwrap()])
+        .env("GW_ADMIN", "a-long-enough-admin-token")
+        .output()
+        .unwrap();
+    assert!(guarded.status.success());
+    assert!(!String::from_utf8_lossy(&guarded.stderr).contains("warning"));
+    std::fs::remove_dir_all(dir).unwrap();
+}

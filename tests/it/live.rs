@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{Mode, TestGateway, TestUpstream, eventually};
+use crate::support::{Mode, TestGateway, TestUpstream, eventually, gateway::ADMIN_TOKEN};
 
 const TRIPPING: &str = "
 breakers:
@@ -235,4 +235,72 @@ async fn streams_are_capped_and_a_closed_one_frees_its_place() {
         async move { reqwest::get(&url).await.unwrap().status() == 200 }
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_token_the_data_needs_it_and_the_page_trades_it_for_a_cookie() {
+    let origin = TestUpstream::start(Mode::Echo).await;
+    let gateway = TestGateway::start_with_admin(
+        ", token_env: ADMIN_TOKEN, open_paths: [/healthz]",
+        &config(origin.addr),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(gateway.admin_url(path));
+
+    // The page (no data in it) and the open path answer; everything else asks for the token.
+    assert_eq!(get("/").send().await.unwrap().status(), 200);
+    assert_eq!(get("/healthz").send().await.unwrap().status(), 200);
+    for path in [
+        "/metrics",
+        "/admin/breakers",
+        "/admin/snapshot",
+        "/admin/events",
+    ] {
+        let refused = get(path).send().await.unwrap();
+        assert_eq!(refused.status(), 401, "{path}");
+        assert_eq!(
+            refused.headers()["www-authenticate"],
+            "Bearer realm=\"gateway admin\""
+        );
+        let body = refused.text().await.unwrap();
+        assert!(!body.contains(ADMIN_TOKEN));
+    }
+    let wrong = get("/admin/breakers")
+        .bearer_auth("not-the-token-at-all")
+        .send()
+        .await;
+    assert_eq!(wrong.unwrap().status(), 401);
+    let right = get("/admin/breakers").bearer_auth(ADMIN_TOKEN).send().await;
+    assert_eq!(right.unwrap().status(), 200);
+
+    // The page's exchange: the token once, then a cookie that is not the token.
+    let session = http.post(gateway.admin_url("/admin/session"));
+    assert_eq!(session.send().await.unwrap().status(), 401);
+    let session = http
+        .post(gateway.admin_url("/admin/session"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(session.status(), 204);
+    let set_cookie = session.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(!set_cookie.contains(ADMIN_TOKEN), "{set_cookie}");
+    assert!(set_cookie.contains("HttpOnly"));
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let stream = get("/admin/events")
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let forged = get("/admin/events")
+        .header("cookie", format!("gateway_admin={ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    // The token never reaches the logs.
+    assert!(!crate::support::logs::captured().contains(ADMIN_TOKEN));
 }

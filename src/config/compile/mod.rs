@@ -39,7 +39,7 @@ pub(super) fn compile(
         server.trusted_proxies = trusted_proxies;
     }
     let rate_limits = rate_limits::compile(&mut problems, &shape.rate_limits, env);
-    let admin = admin::compile(&mut problems, &shape.admin);
+    let admin = admin::compile(&mut problems, &shape.admin, env);
     let breakers = breakers::compile(&mut problems, &shape.breakers);
     let upstreams = upstreams::compile(&mut problems, &shape.upstreams, &breakers);
     let routes = routes::compile(

@@ -40,7 +40,8 @@ pub struct SeedArgs {
     /// Base URL of the gateway every record goes through.
     #[arg(long, default_value = "http://127.0.0.1:8888")]
     pub gateway: String,
-    /// Base URL of the gateway's admin listener (for the users breaker's state).
+    /// Base URL of the gateway's admin listener (for the users breaker's state). The
+    /// environment's `GATEWAY_ADMIN_TOKEN`, when set, goes along as its bearer token.
     #[arg(long, default_value = "http://127.0.0.1:9091")]
     pub admin: String,
     /// Requests in flight at once. Registrations and first logins each cost a password hash
@@ -424,8 +425,11 @@ fn no_owner() -> Outcome {
 /// The users breaker's backends from `GET {admin}/admin/breakers`.
 async fn users_breaker(http: &reqwest::Client, admin: &str) -> Result<Vec<BreakerState>, String> {
     let url = format!("{admin}/admin/breakers");
-    let report: Value = http
-        .get(&url)
+    let mut request = http.get(&url);
+    if let Ok(token) = std::env::var("GATEWAY_ADMIN_TOKEN") {
+        request = request.bearer_auth(token);
+    }
+    let report: Value = request
         .send()
         .await
         .and_then(|r| r.error_for_status())

@@ -15,6 +15,9 @@ use pingora::server::ShutdownSignal;
 
 use super::{TempDir, eventually};
 
+/// The admin token of gateways started with `token_env: ADMIN_TOKEN`.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
+
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
@@ -44,6 +47,16 @@ impl TestGateway {
     /// Like [`TestGateway::start`], with more keys of `server` (`tls: {...}`, say), written
     /// as YAML flow-map entries.
     pub async fn start_with_server(server: &str, body: &str) -> Self {
+        Self::start_with(server, "", body).await
+    }
+
+    /// Like [`TestGateway::start`], with more keys of `admin` (`token_env: ADMIN_TOKEN`
+    /// finds [`ADMIN_TOKEN`]).
+    pub async fn start_with_admin(admin_keys: &str, body: &str) -> Self {
+        Self::start_with("", admin_keys, body).await
+    }
+
+    async fn start_with(server: &str, admin_keys: &str, body: &str) -> Self {
         let [port, admin_port] = free_ports();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
@@ -53,10 +66,14 @@ impl TestGateway {
             format!(", {server}")
         };
         let text = format!(
-            "server: {{ listen: \"{addr}\", threads: 1, grace_period: 0s{extra} }}\nadmin: {{ listen: \"{admin}\" }}\n{body}"
+            "server: {{ listen: \"{addr}\", threads: 1, grace_period: 0s{extra} }}\nadmin: {{ listen: \"{admin}\" {admin_keys} }}\n{body}"
         );
         super::logs::capture();
-        let env = |name: &str| (name == "JWT_SECRET").then(|| super::users::JWT_SECRET.to_owned());
+        let env = |name: &str| match name {
+            "JWT_SECRET" => Some(super::users::JWT_SECRET.to_owned()),
+            "ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_owned()),
+            _ => None,
+        };
         let config = Config::parse_with_env(&text, &env)
             .unwrap_or_else(|e| panic!("test config: {e:?}\n{text}"));
         let server = GatewayServer::build(config).unwrap();
