@@ -6,6 +6,7 @@
 mod compile;
 mod explain;
 pub mod file;
+mod read;
 mod source_map;
 mod units;
 
@@ -376,6 +377,14 @@ impl fmt::Display for ConfigErrors {
 impl Config {
     /// Read, validate and compile a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Config::load_with_env(path, &|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::load`], with the environment given as a lookup function.
+    pub fn load_with_env(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
             file: file.clone(),
@@ -385,7 +394,7 @@ impl Config {
                 message: format!("cannot read the file: {e}"),
             }],
         })?;
-        Config::parse(&text).map_err(|errors| ConfigErrors { file, errors })
+        Config::parse_with_env(&text, env).map_err(|errors| ConfigErrors { file, errors })
     }
 
     /// Validate and compile config text, reading secrets from the process environment.
@@ -398,16 +407,23 @@ impl Config {
         text: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Config, Vec<ConfigError>> {
-        let shape: file::GatewayConfig = serde_yaml::from_str(text).map_err(|e| {
-            vec![ConfigError {
-                path: String::new(),
-                line: e.location().map(|l| l.line()),
-                // serde echoes a value of the wrong type or an unknown variant
-                // (`cache: "redis://:pw@host"`): never a URL's password.
-                message: redact_userinfo(&strip_location(&e.to_string())),
-            }]
-        })?;
-        compile::compile(shape, &source_map::SourceMap::parse(text), env)
+        let map = source_map::SourceMap::parse(text);
+        let mut shape = read::read(text, &map);
+        let Some(config) = shape.config.take() else {
+            return Err(shape.errors);
+        };
+        let compiled = compile::compile(config, &map, env);
+        if shape.errors.is_empty() {
+            return compiled;
+        }
+        // The shape's problems first; then those of the rest of the file that are not mere
+        // consequences of a value taken out.
+        let mut errors = shape.errors.clone();
+        if let Err(more) = compiled {
+            errors.extend(more.into_iter().filter(|e| !shape.explains(e)));
+        }
+        errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
+        Err(errors)
     }
 
     /// Find an upstream by its config id.
@@ -439,18 +455,4 @@ pub(crate) fn redact_userinfo(message: &str) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// serde_yaml puts " at line L column C" into its messages; the line is reported separately.
-fn strip_location(message: &str) -> String {
-    let Some(start) = message.find(" at line ") else {
-        return message.to_owned();
-    };
-    let rest = &message[start + " at line ".len()..];
-    let digits = |s: &str| s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    let mut end = digits(rest);
-    if let Some(column) = rest[end..].strip_prefix(" column ") {
-        end += " column ".len() + digits(column);
-    }
-    format!("{}{}", &message[..start], &rest[end..])
 }

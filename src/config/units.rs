@@ -9,16 +9,45 @@ use serde::{Deserialize, Deserializer, de};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
+/// What a duration looks like, for every message about one.
+const DURATION_FORM: &str = "a duration with its unit, like 500ms, 10s or 5m";
+
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(text.trim())
-            .map(HumanDuration)
-            .map_err(|e| {
-                de::Error::custom(format!(
-                    "invalid duration {text:?} ({e}); write it like 500ms, 10s or 5m"
-                ))
-            })
+        struct DurationVisitor;
+        impl de::Visitor<'_> for DurationVisitor {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(DURATION_FORM)
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<HumanDuration, E> {
+                humantime::parse_duration(text.trim())
+                    .map(HumanDuration)
+                    .map_err(|e| {
+                        E::custom(format!(
+                            "invalid duration {text:?} ({e}); write {DURATION_FORM}"
+                        ))
+                    })
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<HumanDuration, E> {
+                Err(E::custom(format!(
+                    "found {value}, a number without a unit; write {DURATION_FORM} \
+                     ({value}s if seconds are meant)"
+                )))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<HumanDuration, E> {
+                Err(E::custom(format!(
+                    "found {value}, a number without a unit; write {DURATION_FORM}"
+                )))
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<HumanDuration, E> {
+                Err(E::custom(format!(
+                    "found {value}, a number without a unit; write {DURATION_FORM} \
+                     (fractions in a smaller unit: 1500ms)"
+                )))
+            }
+        }
+        deserializer.deserialize_any(DurationVisitor)
     }
 }
 
@@ -35,32 +64,112 @@ pub struct Percent(pub f64);
 
 impl<'de> Deserialize<'de> for Percent {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PercentVisitor;
-        impl de::Visitor<'_> for PercentVisitor {
-            type Value = Percent;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a percentage like 50%")
-            }
-            fn visit_str<E: de::Error>(self, text: &str) -> Result<Percent, E> {
-                parse_percent(text).map(Percent).ok_or_else(|| {
-                    E::custom(format!(
-                        "invalid rate {text:?}; write it as a percentage like 50%"
-                    ))
-                })
-            }
-            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Percent, E> {
-                Err(E::custom(format!(
-                    "invalid rate {value}; write it as a percentage like 50%"
-                )))
-            }
-            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Percent, E> {
-                self.visit_f64(value as f64)
-            }
-            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Percent, E> {
-                self.visit_f64(value as f64)
-            }
+        match deserializer.deserialize_any(ScalarVisitor::<Percent>::new(false))? {
+            Switch::On(percent) => Ok(percent),
+            Switch::Off => Err(de::Error::custom("`off` is not accepted here")),
         }
-        deserializer.deserialize_any(PercentVisitor)
+    }
+}
+
+/// A value written as one YAML scalar whose messages say what was found and what form is
+/// accepted (the shared visitor of [`Percent`] and of [`Switch`]).
+pub trait Scalar: Sized {
+    /// The accepted form, with an example: `a percentage like 50%`.
+    const FORM: &'static str;
+    /// `form` is the accepted form the message names (`FORM`, or more: `..., or off`).
+    fn from_text(text: &str, form: &str) -> Result<Self, String>;
+    fn from_number(value: f64, written: &str, form: &str) -> Result<Self, String>;
+}
+
+impl Scalar for Percent {
+    const FORM: &'static str = "a percentage like 50%";
+    fn from_text(text: &str, form: &str) -> Result<Self, String> {
+        parse_percent(text)
+            .map(Percent)
+            .ok_or_else(|| format!("found {text:?}; write {form}"))
+    }
+    fn from_number(value: f64, written: &str, form: &str) -> Result<Self, String> {
+        let hint = if value > 0.0 && value <= 1.0 {
+            format!(" ({}% is a share of {written})", value * 100.0)
+        } else {
+            String::new()
+        };
+        Err(format!(
+            "found {written}, a plain number; write {form}{hint}"
+        ))
+    }
+}
+
+impl Scalar for i64 {
+    const FORM: &'static str = "a whole number like 5";
+    fn from_text(text: &str, form: &str) -> Result<Self, String> {
+        Err(format!("found {text:?}; write {form}"))
+    }
+    fn from_number(value: f64, written: &str, form: &str) -> Result<Self, String> {
+        if value.fract() == 0.0 && value.abs() < 9.0e15 {
+            // Exact: the magnitude is below 2^53.
+            #[allow(clippy::cast_possible_truncation)]
+            Ok(value as i64)
+        } else {
+            Err(format!("found {written}; write {form}"))
+        }
+    }
+}
+
+/// Visits one scalar of type `T`; `or_off` also accepts `off` (a [`Switch`]).
+struct ScalarVisitor<T> {
+    or_off: bool,
+    value: std::marker::PhantomData<T>,
+}
+
+impl<T> ScalarVisitor<T> {
+    fn new(or_off: bool) -> Self {
+        ScalarVisitor {
+            or_off,
+            value: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Scalar> ScalarVisitor<T> {
+    fn form(&self) -> String {
+        if self.or_off {
+            format!("{}, or off", T::FORM)
+        } else {
+            T::FORM.to_owned()
+        }
+    }
+}
+
+impl<T: Scalar> de::Visitor<'_> for ScalarVisitor<T> {
+    type Value = Switch<T>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.form())
+    }
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Switch<T>, E> {
+        if self.or_off && text.trim() == "off" {
+            return Ok(Switch::Off);
+        }
+        T::from_text(text, &self.form())
+            .map(Switch::On)
+            .map_err(E::custom)
+    }
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Switch<T>, E> {
+        T::from_number(value, &value.to_string(), &self.form())
+            .map(Switch::On)
+            .map_err(E::custom)
+    }
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Switch<T>, E> {
+        #[allow(clippy::cast_precision_loss)]
+        T::from_number(value as f64, &value.to_string(), &self.form())
+            .map(Switch::On)
+            .map_err(E::custom)
+    }
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Switch<T>, E> {
+        #[allow(clippy::cast_precision_loss)]
+        T::from_number(value as f64, &value.to_string(), &self.form())
+            .map(Switch::On)
+            .map_err(E::custom)
     }
 }
 
@@ -139,21 +248,9 @@ impl<T> Switch<T> {
     }
 }
 
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for Switch<T> {
+impl<'de, T: Scalar> Deserialize<'de> for Switch<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw<T> {
-            Value(T),
-            Word(String),
-        }
-        match Raw::<T>::deserialize(deserializer)? {
-            Raw::Value(value) => Ok(Switch::On(value)),
-            Raw::Word(word) if word.trim() == "off" => Ok(Switch::Off),
-            Raw::Word(word) => Err(de::Error::custom(format!(
-                "invalid value {word:?}; expected a threshold or `off`"
-            ))),
-        }
+        deserializer.deserialize_any(ScalarVisitor::<T>::new(true))
     }
 }
 
@@ -163,22 +260,27 @@ pub struct OnOff(pub bool);
 
 impl<'de> Deserialize<'de> for OnOff {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Bool(bool),
-            Word(String),
+        // A visitor, not an untagged enum: a wrong value then says what was found.
+        struct OnOffVisitor;
+        impl de::Visitor<'_> for OnOffVisitor {
+            type Value = OnOff;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("on or off")
+            }
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<OnOff, E> {
+                Ok(OnOff(value))
+            }
+            fn visit_str<E: de::Error>(self, word: &str) -> Result<OnOff, E> {
+                match word.trim() {
+                    "on" => Ok(OnOff(true)),
+                    "off" => Ok(OnOff(false)),
+                    _ => Err(E::custom(format!(
+                        "invalid value {word:?}; expected `on` or `off`"
+                    ))),
+                }
+            }
         }
-        match Raw::deserialize(deserializer)? {
-            Raw::Bool(value) => Ok(OnOff(value)),
-            Raw::Word(word) => match word.trim() {
-                "on" => Ok(OnOff(true)),
-                "off" => Ok(OnOff(false)),
-                _ => Err(de::Error::custom(format!(
-                    "invalid value {word:?}; expected `on` or `off`"
-                ))),
-            },
-        }
+        deserializer.deserialize_any(OnOffVisitor)
     }
 }
 
@@ -204,6 +306,16 @@ impl<'de> Deserialize<'de> for Rate {
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.count, humantime::format_duration(self.per))
+    }
+}
+
+impl Scalar for Rate {
+    const FORM: &'static str = "a count per period like 100/s, 20/m or 5/10s";
+    fn from_text(text: &str, form: &str) -> Result<Self, String> {
+        parse_rate(text).ok_or_else(|| format!("found {text:?}; write {form}"))
+    }
+    fn from_number(_value: f64, written: &str, form: &str) -> Result<Self, String> {
+        Err(format!("found {written}, a plain number; write {form}"))
     }
 }
 

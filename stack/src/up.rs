@@ -40,6 +40,9 @@ pub struct UpArgs {
     /// Use this database instead of the SQLite file: sqlite://FILE or postgres://USER@HOST/DB.
     #[arg(long)]
     pub database_url: Option<String>,
+    /// Start from an empty database: delete DIR/travel.db first (not with --database-url).
+    #[arg(long, conflicts_with = "database_url")]
+    pub fresh: bool,
     /// Gateway listen address, instead of the config's server.listen.
     #[arg(long)]
     pub gateway_listen: Option<SocketAddr>,
@@ -121,6 +124,14 @@ pub enum UpError {
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// `--fresh` could not delete the database.
+    #[error("--fresh: cannot delete {path}: {source}")]
+    Fresh {
+        /// The file.
         path: PathBuf,
         /// Why.
         source: io::Error,
@@ -327,10 +338,25 @@ fn database_url(args: &UpArgs) -> Result<String, UpError> {
         path: args.data_dir.clone(),
         source,
     })?;
-    Ok(format!(
-        "sqlite://{}",
-        args.data_dir.join("travel.db").display()
-    ))
+    let file = args.data_dir.join("travel.db");
+    if args.fresh {
+        // SQLite's write-ahead log and shared-memory files go with the database.
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = file.clone().into_os_string();
+            path.push(suffix);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(UpError::Fresh {
+                        path: path.into(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+    Ok(format!("sqlite://{}", file.display()))
 }
 
 /// The gateway on its own thread.
@@ -457,11 +483,10 @@ fn print_banner(
          \x20 services  {} (database {db})\n\
          \x20 key       {key}\n\
          \x20 config    {reload}\n\
-         Try:\n\
-         \x20 curl -X POST {gw}/user -d 'first_name=Ada&last_name=Lovelace&email=ada@example.org&title=countess&login=ada&password=analytical-engine'\n\
-         \x20 curl -u ada:analytical-engine -X POST {gw}/path -d 'startpoint=Home&endpoint=Work'\n\
-         \x20 curl -u ada:analytical-engine '{gw}/path/search?startpoint=Home'\n\
-         Ctrl-C or SIGTERM stops everything.",
+         Try (the first steps of the README's tour):\n\
+         \x20 curl -s -X POST {gw}/user -d 'first_name=Ada&last_name=Lovelace&email=ada@example.org&title=Countess&login=ada&password=correct-horse'\n\
+         \x20 curl -s -u ada:correct-horse -X POST {gw}/path -d 'startpoint=63 Sunfield Way&endpoint=4 Pawling Point'\n\
+         Ctrl-C or SIGTERM stops everything; `--fresh` starts again from an empty database.",
         took.as_secs_f64(),
         ports.join(", "),
     );

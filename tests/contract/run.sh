@@ -9,9 +9,9 @@
 #   tests/contract/run.sh                      # 25 examples per operation, fixed seed
 #   CONTRACT_MAX_EXAMPLES=100 CONTRACT_SEED=7 tests/contract/run.sh
 #
-# Environment: CONTRACT_MAX_EXAMPLES (25), CONTRACT_SEED (20261128), CONTRACT_VENV
-# (/var/tmp/gateway-contract-venv, rebuilt when requirements.txt changes), TRAVEL_BIN (a
-# prebuilt `travel`; default: build the debug one), CARGO_TARGET_DIR (/var/tmp/gateway-target),
+# Environment: CONTRACT_MAX_EXAMPLES (25), CONTRACT_SEED (20261128), CARGO_TARGET_DIR (the
+# clone's target/), CONTRACT_VENV ($CARGO_TARGET_DIR/venv/contract, rebuilt when
+# requirements.txt changes), TRAVEL_BIN (a prebuilt `travel`; default: build the debug one),
 # CONTRACT_KEEP=1 keeps the work directory (logs, database, reports) even on success.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -22,8 +22,8 @@ say() { echo "contract: $*"; }
 
 MAX_EXAMPLES="${CONTRACT_MAX_EXAMPLES:-25}"
 SEED="${CONTRACT_SEED:-20261128}"
-VENV="${CONTRACT_VENV:-/var/tmp/gateway-contract-venv}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/gateway-target}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+VENV="${CONTRACT_VENV:-$CARGO_TARGET_DIR/venv/contract}"
 SEED_RECORDS=4   # users, paths and trips taken from data/seed
 
 command -v python3 >/dev/null 2>&1 || die "python3 is missing"

@@ -50,18 +50,52 @@ fn check_accepts_the_shipped_config() {
 }
 
 #[test]
-fn check_needs_the_jwt_secret() {
+fn check_without_the_jwt_secret_checks_the_structure_and_says_it_is_needed_at_start() {
+    let out = gateway()
+        .args(["check", "--explain", "--config", "gateway.yaml"])
+        .env_remove("JWT_SECRET")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("gateway.yaml: ok"), "{stdout}");
+    assert!(stdout.contains("breaker default"), "{stdout}");
+    assert!(
+        stdout.contains("JWT_SECRET is not set here")
+            && stdout.contains("`gateway` will need it at start"),
+        "{stdout}"
+    );
+    // Structure is still checked without the secret.
+    let out = gateway()
+        .args([
+            "check",
+            "--config",
+            "tests/fixtures/invalid/bad-routes.yaml",
+        ])
+        .env_remove("JWT_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn check_refuses_a_jwt_secret_that_is_set_but_too_short() {
     let out = gateway()
         .args(["check", "--config", "gateway.yaml"])
-        .env_remove("JWT_SECRET")
+        .env("JWT_SECRET", "short")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("auth.jwt.secret_env: the environment variable JWT_SECRET is not set"),
+        stderr.contains("auth.jwt.secret_env: the secret in JWT_SECRET is shorter than 32 bytes"),
         "{stderr}"
     );
+    assert!(!stderr.contains("short\""), "{stderr}");
 }
 
 #[test]

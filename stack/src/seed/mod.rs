@@ -11,13 +11,14 @@
 pub mod plan;
 pub mod report;
 
+use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{ProgressBar, ProgressState, ProgressStyle};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{RequestBuilder, StatusCode};
 use serde::Deserialize;
@@ -308,8 +309,12 @@ impl Seeder {
 fn progress(name: &str, len: usize) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     if let Ok(style) = ProgressStyle::with_template(
-        "{prefix:>12} [{bar:30}] {pos:>5}/{len:<5} {per_sec:>10} {elapsed:>4} {msg}",
+        "{prefix:>12} [{bar:30}] {pos:>5}/{len:<5} {rate:>7} {elapsed:>4} {msg}",
     ) {
+        // indicatif's own `per_sec` prints ten decimals (`104.5612301569/s`).
+        let style = style.with_key("rate", |state: &ProgressState, w: &mut dyn fmt::Write| {
+            let _ = write!(w, "{:.0}/s", state.per_sec());
+        });
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_prefix(name.to_owned());

@@ -11,7 +11,7 @@ use crate::support::{
     GATEWAY_YAML, Ports, SECRET, Stack, TempDir, assert_all_closed, enc, refused, up_command,
 };
 
-const ADA: (&str, &str) = ("ada", "analytical-engine");
+const ADA: (&str, &str) = ("ada", "correct-horse");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_all_four_routes_stops_on_sigterm_and_finds_its_data_again() {
@@ -27,7 +27,8 @@ async fn serves_all_four_routes_stops_on_sigterm_and_finds_its_data_again() {
         format!("metrics   http://{}/metrics", stack.ports.admin),
         format!("breakers  http://{}/admin/breakers", stack.ports.admin),
         "JWT_SECRET from the environment".to_owned(),
-        "curl -u ada:analytical-engine".to_owned(),
+        "curl -s -u ada:correct-horse".to_owned(),
+        "`--fresh` starts again from an empty database".to_owned(),
     ] {
         assert!(banner.contains(&expected), "{expected:?} not in:\n{banner}");
     }
