@@ -47,6 +47,30 @@ fn unreachable_metric(name: &str, e: prometheus::Error) -> ! {
     panic!("metric {name} is malformed: {e}")
 }
 
+/// Removes every series of `vec` whose labels include all of `labels` (name, value),
+/// whatever its other labels: a removed backend's attempts by outcome, its transitions.
+pub fn remove_series<T: prometheus::core::MetricVecBuilder>(
+    vec: &prometheus::core::MetricVec<T>,
+    labels: &[(&str, &str)],
+) {
+    use prometheus::core::Collector;
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let pairs: std::collections::HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|pair| (pair.name(), pair.value()))
+                .collect();
+            if labels
+                .iter()
+                .all(|(name, value)| pairs.get(name) == Some(value))
+            {
+                let _ = vec.remove(&pairs);
+            }
+        }
+    }
+}
+
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "gateway_requests_total",

@@ -348,10 +348,14 @@ impl Upstream {
                         result,
                     ]);
                 }
+                let series = [("upstream", &*self.name), ("backend", &*backend.label)];
+                metrics::remove_series(&metrics::UPSTREAM_ATTEMPTS, &series);
+                metrics::remove_series(&metrics::BREAKER_TRANSITIONS, &series);
             }
         }
         if next.is_none() {
             let _ = metrics::UPSTREAM_QUEUED.remove_label_values(&[&*self.name, "upstream"]);
+            let _ = metrics::BREAKER_REJECTIONS.remove_label_values(&[&*self.name]);
         }
     }
 

@@ -454,8 +454,9 @@ fn print_banner(
         "fixed for this run (the flags override it)".to_owned()
     } else {
         format!(
-            "{} is watched: valid edits apply at once",
-            args.config.display()
+            "{} is watched (checked every {:?}): valid edits apply without a restart",
+            args.config.display(),
+            config.server.watch_interval
         )
     };
     let admin = format!("http://{}", reachable(config.admin.listen));

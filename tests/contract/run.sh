@@ -4,7 +4,8 @@
 # the original's data through `travel seed`, then every operation of docs/openapi.yaml fuzzed
 # through the gateway with every check schemathesis has (server errors, statuses, content
 # types, response schemas and headers, negative/positive data, auth, methods, stateful links).
-# Exit status 0 only when schemathesis found nothing.
+# Exit status 0 only when schemathesis found nothing and every operation was answered with a
+# 2xx at least once (from its HAR report): an operation only ever refused was never exercised.
 #
 #   tests/contract/run.sh                      # 25 examples per operation, fixed seed
 #   CONTRACT_MAX_EXAMPLES=100 CONTRACT_SEED=7 tests/contract/run.sh
@@ -139,6 +140,26 @@ EOF
 ) || die "cannot get a token for the seed user"
 export CONTRACT_LOGIN CONTRACT_PASSWORD CONTRACT_TOKEN
 
+# A trip of another seed user, which the fuzzing account does not belong to: the example of
+# POST /party/join in docs/openapi.yaml, so that a join can succeed at least once.
+JOIN_TRIP=$("$PY" - "$URL" "$WORK/seed/users_init.json" "$ROOT/docs/openapi.yaml" <<'EOF'
+import json, sys, requests, yaml
+url, users, spec = sys.argv[1], json.load(open(sys.argv[2])), yaml.safe_load(open(sys.argv[3]))
+other = (users[1]["login"], users[1]["password"])
+r = requests.post(f"{url}/trip", auth=other, timeout=30, data={
+    "id_path": 1, "name": "joinable", "start_time": "9:00 AM", "fin_time": "5:00 PM"})
+if r.status_code != 200:
+    sys.exit(f"POST /trip as {other[0]}: {r.status_code} {r.text}")
+params = spec["paths"]["/party/join"]["post"]["parameters"]
+example = next(p["example"] for p in params if p.get("name") == "id_trip")
+if int(r.text) != example:
+    sys.exit(f"the joinable trip got id {r.text}, but docs/openapi.yaml's example for "
+             f"POST /party/join is {example}: make them agree")
+print(example)
+EOF
+) || die "cannot create the trip that POST /party/join joins"
+say "trip $JOIN_TRIP belongs to another seed user: POST /party/join can succeed"
+
 gateway_requests() {
   "$PY" - "$ADMIN_URL/metrics" <<'EOF'
 import sys, requests
@@ -167,7 +188,7 @@ set +e
     --workers 1 \
     --request-timeout 30 \
     --no-color \
-    --report junit --report-dir "$WORK/report" \
+    --report junit,har --report-dir "$WORK/report" \
     "$@"
 ) 2>&1 | tee "$WORK/schemathesis.log"
 st_status=${PIPESTATUS[0]}
@@ -183,5 +204,33 @@ fi
 if [ "$st_status" -ne 0 ]; then
   die "schemathesis found failures (exit status $st_status); the stack's log is $WORK/up.err"
 fi
+# An operation never answered with a success was never really exercised (only its
+# refusals were): that is a failure of the run, not a warning.
+"$PY" - "$ROOT/docs/openapi.yaml" "$WORK/report" <<'EOF' || die "some operations were never answered with a 2xx (the HAR is in $WORK/report)"
+import glob, json, re, sys, yaml
+from urllib.parse import urlsplit
+spec = yaml.safe_load(open(sys.argv[1]))
+operations = {}
+for path, item in spec["paths"].items():
+    pattern = re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path)) + "$")
+    for method in item:
+        if method in ("get", "put", "post", "delete", "patch", "head", "options"):
+            operations[(method.upper(), path)] = (pattern, set())
+hars = glob.glob(f"{sys.argv[2]}/har-*.json")
+if not hars:
+    sys.exit("no HAR report was written")
+for har in hars:
+    for entry in json.load(open(har))["log"]["entries"]:
+        method, path = entry["request"]["method"], urlsplit(entry["request"]["url"]).path
+        for (m, p), (pattern, statuses) in operations.items():
+            if m == method and pattern.match(path):
+                statuses.add(entry["response"]["status"])
+never = [(m, p, sorted(s)) for (m, p), (_, s) in operations.items() if not any(200 <= x < 300 for x in s)]
+for m, p, s in never:
+    print(f"contract: {m} {p} was never answered with a 2xx (statuses seen: {s or 'none'})", file=sys.stderr)
+if not never:
+    print(f"contract: each of the {len(operations)} operations was answered with a 2xx at least once")
+sys.exit(1 if never else 0)
+EOF
 status=0
 say "passed"

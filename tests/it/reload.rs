@@ -375,3 +375,56 @@ async fn invalid_edits_never_take_effect_and_a_fix_does() {
             > 1.7e9
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_backend_leaves_no_metric_series_behind() {
+    let origin = TestUpstream::start(Mode::Echo).await;
+    // Nothing listens there: every call is a connect failure.
+    let dead = format!("127.0.0.1:{}", crate::support::free_port());
+    let config = |backend: &str| {
+        format!(
+            "upstreams:\n  a: {{ backends: [\"{backend}\"], breaker: b, connect_retries: 0 }}\nbreakers:\n  b: {{ consecutive_failures: 1 }}\nroutes:\n  - {{ path: /svc, upstream: a, auth: none }}\n"
+        )
+    };
+    let (gateway, file) = TestGateway::start_watching(&config(&dead)).await;
+    for _ in 0..2 {
+        let _ = client().get(gateway.url("/svc")).send().await.unwrap();
+    }
+    let series = |text: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&format!("backend=\"{dead}\"")))
+            .map(|l| l.split(['{', ' ']).next().unwrap_or_default().to_owned())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let before = series(&gateway.metrics().await);
+    for name in [
+        "gateway_breaker_state",
+        "gateway_upstream_attempts_total",
+        "gateway_breaker_transitions_total",
+    ] {
+        assert!(
+            before.contains(name),
+            "no {name} series for {dead}: {before:?}"
+        );
+    }
+
+    let hash = file.write(&config(&origin.addr.to_string()));
+    eventually(Duration::from_secs(10), || async {
+        gateway.admin_json("/admin/config").await["hash"] == hash.as_str()
+    })
+    .await;
+    let after = series(&gateway.metrics().await);
+    assert!(
+        after.is_empty(),
+        "series of the removed backend remain: {after:?}"
+    );
+    assert_eq!(
+        client()
+            .get(gateway.url("/svc"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
