@@ -1,6 +1,6 @@
 //! The `gateway` binary: command line, logging, config loading, then the server.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{io::Write, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use gateway::{
@@ -82,6 +82,15 @@ const STAND_IN: &str = "redis://stand-in-for-an-unset-variable:6379/0";
 /// Checking a file's structure does not need the production secrets: a variable that is not
 /// set gets a stand-in, and the report says that `gateway` will need it at start. A variable
 /// that is set is checked as it is.
+/// One line of `gateway check`'s report on stdout. A reader that stops early (`| head`) ends
+/// the report quietly: the check's answer is its exit status, and `println!` would panic on
+/// the closed pipe.
+macro_rules! report {
+    ($out:expr, $($arg:tt)*) => {{
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
 fn check(path: &std::path::Path, explain: bool) -> ExitCode {
     let unset = std::cell::RefCell::new(std::collections::BTreeSet::new());
     let env = |name: &str| {
@@ -90,6 +99,7 @@ fn check(path: &std::path::Path, explain: bool) -> ExitCode {
             Some(STAND_IN.to_owned())
         })
     };
+    let mut out = std::io::stdout().lock();
     let config = match Config::load_with_env(path, &env) {
         Ok(config) => config,
         Err(errors) => {
@@ -97,7 +107,8 @@ fn check(path: &std::path::Path, explain: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!(
+    report!(
+        out,
         "{}: ok ({} upstreams, {} routes)",
         path.display(),
         config.upstreams.len(),
@@ -110,7 +121,8 @@ fn check(path: &std::path::Path, explain: bool) -> ExitCode {
         );
     }
     for name in unset.borrow().iter() {
-        println!(
+        report!(
+            out,
             "note: the environment variable {name} is not set here; the file names it, so \
              `gateway` will need it at start"
         );
@@ -125,36 +137,41 @@ fn check(path: &std::path::Path, explain: bool) -> ExitCode {
         }
         for (name, (policy, users)) in seen {
             let users: Vec<&str> = users.iter().map(|u| &**u).collect();
-            println!("\nbreaker {name} (each backend of {}):", users.join(", "));
+            report!(
+                out,
+                "\nbreaker {name} (each backend of {}):",
+                users.join(", ")
+            );
             for line in explain_breaker(&policy) {
-                println!("  - {line}");
+                report!(out, "  - {line}");
             }
         }
         for upstream in &config.upstreams {
             let lines = explain_upstream(upstream);
             if !lines.is_empty() {
-                println!("\nupstream {}:", upstream.name);
+                report!(out, "\nupstream {}:", upstream.name);
                 for line in lines {
-                    println!("  - {line}");
+                    report!(out, "  - {line}");
                 }
             }
         }
         if let Some(auth) = &config.auth {
             let lines = explain_limit(&auth.exchange_limit, "the token exchange");
             if !lines.is_empty() {
-                println!(
+                report!(
+                    out,
                     "\ntoken exchange (auth.token_endpoint, at {}):",
                     auth.upstream
                 );
                 for line in lines {
-                    println!("  - {line}");
+                    report!(out, "  - {line}");
                 }
             }
         }
         for (heading, lines) in explain_limits(&config) {
-            println!("\n{heading}");
+            report!(out, "\n{heading}");
             for line in lines {
-                println!("  - {line}");
+                report!(out, "  - {line}");
             }
         }
     }

@@ -50,6 +50,24 @@ fn check_accepts_the_shipped_config() {
 }
 
 #[test]
+fn check_explain_piped_into_a_reader_that_stops_early_ends_quietly() {
+    // `gateway check --explain | head -4`: the reader's end is closed before the report is
+    // written, so every write meets a closed pipe.
+    let mut child = gateway()
+        .args(["check", "--explain", "--config", "gateway.yaml"])
+        .env("JWT_SECRET", "0123456789abcdef0123456789abcdef")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn check_without_the_jwt_secret_checks_the_structure_and_says_it_is_needed_at_start() {
     let out = gateway()
         .args(["check", "--explain", "--config", "gateway.yaml"])
