@@ -148,6 +148,7 @@ class Stack:
             self.process = subprocess.Popen(args, cwd=work, env=env, stdout=out, stderr=err)
 
     def wait_ready(self):
+        """The banner; None when a port was taken meanwhile (the caller picks others)."""
         deadline = time.monotonic() + READY_DEADLINE
         while time.monotonic() < deadline:
             banner = self.out.read_text()
@@ -156,6 +157,8 @@ class Stack:
             if self.process.poll() is not None:
                 break
             time.sleep(0.1)
+        if self.process.poll() is not None and "(in use)" in self.err.read_text():
+            return None
         self.show_log()
         fail("travel up did not get ready")
 
@@ -227,20 +230,28 @@ def main():
         if not (bin_dir / name).is_file():
             fail(f"no {name} binary in {bin_dir}")
 
-    ports = dict(zip(README_PORTS, free_ports(len(README_PORTS))))
-    work = Path(tempfile.mkdtemp(prefix="gateway-tour."))
-    config = substitute((ROOT / "gateway.yaml").read_text(), ports, bin_dir)
-    (work / "gateway.yaml").write_text(config)
-    git = ["git", "-c", "user.name=tour", "-c", "user.email=tour@localhost"]
-    subprocess.run(git + ["init", "-q"], cwd=work, check=True)
-    subprocess.run(git + ["add", "gateway.yaml"], cwd=work, check=True)
-    subprocess.run(git + ["commit", "-qm", "gateway.yaml as shipped"], cwd=work, check=True)
+    # Free ports can be taken by another process before travel up binds them: retried.
+    for attempt in range(3):
+        ports = dict(zip(README_PORTS, free_ports(len(README_PORTS))))
+        work = Path(tempfile.mkdtemp(prefix="gateway-tour."))
+        config = substitute((ROOT / "gateway.yaml").read_text(), ports, bin_dir)
+        (work / "gateway.yaml").write_text(config)
+        git = ["git", "-c", "user.name=tour", "-c", "user.email=tour@localhost"]
+        subprocess.run(git + ["init", "-q"], cwd=work, check=True)
+        subprocess.run(git + ["add", "gateway.yaml"], cwd=work, check=True)
+        subprocess.run(git + ["commit", "-qm", "gateway.yaml as shipped"], cwd=work, check=True)
+        stack = Stack(work, bin_dir / "travel", ports)
+        banner = stack.wait_ready()
+        if banner is not None:
+            break
+        stack.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        fail("travel up found one of its ports taken three times in a row")
 
-    stack = Stack(work, bin_dir / "travel", ports)
     shell = None
     ok = False
     try:
-        banner = stack.wait_ready()
         if "gateway.yaml is watched" not in banner:
             fail(f"travel up does not watch gateway.yaml in the tour's set-up:\n{banner}")
         tried = [line.strip() for line in banner.splitlines() if line.startswith("  curl ")]
