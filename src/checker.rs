@@ -30,7 +30,10 @@ use crate::{
     breaker::{FailureKind, classify},
     config::HealthCheckSpec,
     state::State,
-    upstream::health::{CheckResult, Verdict},
+    upstream::{
+        Upstream,
+        health::{CheckResult, Verdict},
+    },
 };
 
 /// How soon after a reload the checkers follow it.
@@ -110,35 +113,55 @@ fn reconcile(
 async fn check_backend(states: Arc<ArcSwap<State>>, (upstream, addr): Key) {
     let connector = Connector::new(None);
     loop {
-        let interval = {
-            let state = states.load_full();
-            let Some(pool) = state.upstream(&upstream) else {
-                return;
-            };
-            let Some(spec) = pool.health_check.clone() else {
-                return;
-            };
-            let Some(index) = pool.backends.iter().position(|b| b.addr == addr) else {
-                return;
-            };
-            let Some(peer) = pool.peer(index).cloned() else {
-                return;
-            };
-            let result = probe(&connector, &peer, &spec).await;
-            match pool.record_check(index, result, Instant::now()) {
-                Verdict::Eject { failures } => warn!(
-                    %upstream, backend = %addr, failures, result = result.as_str(),
-                    "health check: backend taken out of selection"
-                ),
-                Verdict::Restore { passes } => info!(
-                    %upstream, backend = %addr, passes,
-                    "health check: backend back in selection"
-                ),
-                Verdict::Unchanged => {}
-            }
-            spec.interval
+        let Some(target) = Target::find(&states.load(), &upstream, addr) else {
+            return;
         };
-        tokio::time::sleep(interval).await;
+        let result = probe(&connector, &target.peer, &target.spec).await;
+        // The config may have changed while the probe ran: the result goes to the backend
+        // as the running config has it, and nowhere if that no longer checks it (a reload
+        // that removed the check has restored the backend; an answer to the old check
+        // must not eject it again).
+        let Some(target) = Target::find(&states.load(), &upstream, addr) else {
+            return;
+        };
+        match target
+            .pool
+            .record_check(target.index, result, Instant::now())
+        {
+            Verdict::Eject { failures } => warn!(
+                %upstream, backend = %addr, failures, result = result.as_str(),
+                "health check: backend taken out of selection"
+            ),
+            Verdict::Restore { passes } => info!(
+                %upstream, backend = %addr, passes,
+                "health check: backend back in selection"
+            ),
+            Verdict::Unchanged => {}
+        }
+        tokio::time::sleep(target.spec.interval).await;
+    }
+}
+
+/// A checked backend as one `State` has it.
+struct Target {
+    pool: Arc<Upstream>,
+    index: usize,
+    peer: HttpPeer,
+    spec: HealthCheckSpec,
+}
+
+impl Target {
+    fn find(state: &State, upstream: &str, addr: SocketAddr) -> Option<Target> {
+        let pool = state.upstream(upstream)?;
+        let spec = pool.health_check.clone()?;
+        let index = pool.backends.iter().position(|b| b.addr == addr)?;
+        let peer = pool.peer(index)?.clone();
+        Some(Target {
+            pool: pool.clone(),
+            index,
+            peer,
+            spec,
+        })
     }
 }
 

@@ -234,6 +234,10 @@ impl Reloader {
         for upstream in &current.upstreams {
             upstream.retire_removed(next.upstream(&upstream.name).map(|u| &**u));
         }
+        let now = Instant::now();
+        for upstream in &next.upstreams {
+            upstream.forget_checks(now);
+        }
         // Entries of routes that are gone become unreachable (their shared generation moves).
         let removed: Vec<Arc<str>> = current
             .config

@@ -267,6 +267,9 @@ pub enum TransitionReason {
         /// Passes in a row.
         checks: u32,
     },
+    /// Open or HalfOpen → Closed: a reload removed the health check that had ejected the backend, and with it
+    /// the only reason it was out ([`CircuitBreaker::force_close`]).
+    HealthCheckRemoved,
 }
 
 impl fmt::Display for TransitionReason {
@@ -318,6 +321,7 @@ impl fmt::Display for TransitionReason {
                     plural(*checks)
                 )
             }
+            TransitionReason::HealthCheckRemoved => f.write_str("health check removed"),
         }
     }
 }

@@ -157,11 +157,9 @@ impl Upstream {
                     });
                 let (kept, counts) = kept.unzip();
                 let (in_flight, health) = counts.unzip();
+                // Kept even when the check is gone: `forget_checks` acts on that once the
+                // reload is committed.
                 let health: Arc<Health> = health.unwrap_or_default();
-                if spec.health_check.is_none() {
-                    // Unchecked from now on: what earlier checks concluded no longer applies.
-                    health.reset();
-                }
                 let (label, breaker) = match kept {
                     Some((label, breaker)) => {
                         breaker.set_policy(spec.policy.clone());
@@ -326,6 +324,27 @@ impl Upstream {
             }
         }
         verdict
+    }
+
+    /// Run when this pool replaces the previous one (a reload, once nothing can fail it):
+    /// on an upstream without `health_check`, what earlier checks concluded no longer
+    /// applies. A backend the checks had ejected is back in selection at once (its breaker
+    /// closes, reason "health check removed"): the check was the only reason it was out,
+    /// and the check is gone (Envoy likewise forgets a host's failed-active-check flag with
+    /// its health checker). If it still fails traffic, its breaker opens again as usual.
+    pub fn forget_checks(&self, now: Instant) {
+        if self.health_check.is_some() {
+            return;
+        }
+        for backend in &self.backends {
+            let ejected = backend.health.is_ejected();
+            backend.health.reset();
+            if ejected {
+                backend
+                    .breaker
+                    .force_close(TransitionReason::HealthCheckRemoved, now);
+            }
+        }
     }
 
     /// Whether a backend other than those `tried` exists at all.

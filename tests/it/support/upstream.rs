@@ -53,6 +53,8 @@ struct Shared {
     peak: AtomicUsize,
     health: std::sync::atomic::AtomicU16,
     health_hits: AtomicUsize,
+    /// When each `/healthz` request arrived, in order.
+    health_times: Mutex<Vec<std::time::Instant>>,
 }
 
 pub struct TestUpstream {
@@ -90,6 +92,7 @@ impl TestUpstream {
             peak: AtomicUsize::new(0),
             health: std::sync::atomic::AtomicU16::new(200),
             health_hits: AtomicUsize::new(0),
+            health_times: Mutex::new(Vec::new()),
         });
         let mut upstream = TestUpstream {
             addr,
@@ -167,6 +170,11 @@ impl TestUpstream {
         self.shared.health_hits.load(Ordering::SeqCst)
     }
 
+    /// When each `GET /healthz` arrived (taken before it is answered), oldest first.
+    pub fn health_times(&self) -> Vec<std::time::Instant> {
+        self.shared.health_times.lock().unwrap().clone()
+    }
+
     /// Kills the server: the listener closes (connections are refused) and every open
     /// connection is dropped.
     pub async fn stop(&mut self) {
@@ -242,6 +250,11 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, port: u16, sha
     let mut buffer = Vec::new();
     while let Some(request) = read_request(&mut stream, &mut buffer).await {
         if request.method == "GET" && request.target == "/healthz" {
+            shared
+                .health_times
+                .lock()
+                .unwrap()
+                .push(std::time::Instant::now());
             shared.health_hits.fetch_add(1, Ordering::SeqCst);
             let status = shared.health.load(Ordering::SeqCst);
             let response = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nok");
