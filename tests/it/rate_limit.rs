@@ -199,6 +199,19 @@ async fn a_reload_changes_a_rate_live_and_keeps_the_other_counts() {
         );
     }
 
+    // One an hour: applies at once, and the spent key is not given a fresh burst (its
+    // debt carries over: it may come back when the old rate said, within the minute).
+    file.write(&body("1/h"));
+    eventually(Duration::from_secs(10), || async {
+        let refused = http.get(gateway.url("/changed")).send().await.unwrap();
+        assert_eq!(refused.status(), 429, "a reload reset the count");
+        header(&refused, "ratelimit-policy") == Some("\"changed\";q=1;w=3600")
+    })
+    .await;
+    let refused = http.get(gateway.url("/changed")).send().await.unwrap();
+    let retry_after: u64 = header(&refused, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+
     // Ten per second: the spent key refills at the new rate, within a tenth of a second
     // rather than the minute the old rate would have taken.
     file.write(&body("10/s"));

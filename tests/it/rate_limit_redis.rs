@@ -1,5 +1,5 @@
-//! `store: redis`: two gateways count one limit together in the real Redis, and each
-//! counts on its own while Redis is gone, saying so in its metrics.
+//! `store: redis`: two gateway processes count one limit together in the real Redis, and
+//! each counts on its own while Redis is gone, saying so in its own metrics.
 
 use std::{
     sync::atomic::{AtomicUsize, Ordering},
@@ -9,7 +9,8 @@ use std::{
 use crate::{
     rate_limit::client_from,
     support::{
-        Mode, TestGateway, TestUpstream, eventually, metric,
+        Mode, TestUpstream, eventually, metric,
+        process::GatewayProcess,
         redis::{self as redis_support, PrefixGuard, RedisProcess},
     },
 };
@@ -24,8 +25,7 @@ fn prefix() -> String {
     )
 }
 
-/// `policy` names the policy, and so its metric series, which every gateway of the test
-/// process shares: one name per test.
+/// `policy` names the policy (and so its metric series).
 fn config(origin: &TestUpstream, policy: &str, url: &str, prefix: &str) -> String {
     format!(
         "upstreams:\n  echo: {{ backends: [\"{}\"] }}\nrate_limits:\n  {policy}: {{ rate: 3/m, store: redis, redis_url: \"{url}\", key_prefix: \"{prefix}\", redis_timeout: 200ms }}\nroutes:\n  - {{ path: /limited, upstream: echo, auth: none, rate_limit: {policy} }}\n",
@@ -33,15 +33,15 @@ fn config(origin: &TestUpstream, policy: &str, url: &str, prefix: &str) -> Strin
     )
 }
 
-/// Two gateways on one Redis, each connected to it.
+/// Two gateway processes on one Redis, each connected to it.
 async fn two_gateways(
     origin: &TestUpstream,
     policy: &str,
     url: &str,
     prefix: &str,
-) -> [TestGateway; 2] {
-    let a = TestGateway::start(&config(origin, policy, url, prefix)).await;
-    let b = TestGateway::start(&config(origin, policy, url, prefix)).await;
+) -> [GatewayProcess; 2] {
+    let a = GatewayProcess::start(&config(origin, policy, url, prefix)).await;
+    let b = GatewayProcess::start(&config(origin, policy, url, prefix)).await;
     for gateway in [&a, &b] {
         eventually(Duration::from_secs(10), || async {
             redis_available(gateway).await == Some(true)
@@ -51,11 +51,11 @@ async fn two_gateways(
     [a, b]
 }
 
-async fn redis_available(gateway: &TestGateway) -> Option<bool> {
+async fn redis_available(gateway: &GatewayProcess) -> Option<bool> {
     gateway.admin_json("/admin/limits").await["rate_limits"][0]["redis_available"].as_bool()
 }
 
-async fn status(http: &reqwest::Client, gateway: &TestGateway) -> u16 {
+async fn status(http: &reqwest::Client, gateway: &GatewayProcess) -> u16 {
     http.get(gateway.url("/limited"))
         .send()
         .await
@@ -95,16 +95,18 @@ async fn two_gateways_enforce_one_limit_through_redis() {
     assert_eq!(status(&client_from("127.0.0.9"), &b).await, 200);
     let keys = redis_support::keys(redis_support::SHARED_URL, &guard.prefix).await;
     assert_eq!(keys.len(), 2, "{keys:?}");
-    let metrics = a.metrics().await;
-    assert_eq!(
-        metric(
-            &metrics,
-            "gateway_rate_limit_fallback_total",
-            &[("policy", "one_limit")]
-        ),
-        None,
-        "never counted locally: {metrics}"
-    );
+    for gateway in [&a, &b] {
+        let metrics = gateway.metrics().await;
+        assert_eq!(
+            metric(
+                &metrics,
+                "gateway_rate_limit_fallback_total",
+                &[("policy", "one_limit")]
+            ),
+            None,
+            "never counted locally: {metrics}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -127,27 +129,23 @@ async fn without_redis_each_gateway_counts_alone_and_says_so() {
         }
         assert_eq!(status(&fresh, gateway).await, 429);
     }
-    // (Metrics are per process, and both gateways run in this one.)
-    let metrics = a.metrics().await;
-    assert_eq!(
-        metric(
-            &metrics,
-            "gateway_rate_limit_store_available",
-            &[("policy", "fallback")]
-        ),
-        Some(0.0),
-        "{metrics}"
-    );
-    assert!(
-        metric(
-            &metrics,
-            "gateway_rate_limit_fallback_total",
-            &[("policy", "fallback")]
-        )
-        .unwrap_or(0.0)
-            >= 8.0,
-        "{metrics}"
-    );
+    // Each process says so: Redis unavailable, and its own requests (three admitted, one
+    // refused, and no more) counted locally.
+    for gateway in [&a, &b] {
+        let metrics = gateway.metrics().await;
+        let policy = [("policy", "fallback")];
+        assert_eq!(
+            metric(&metrics, "gateway_rate_limit_store_available", &policy),
+            Some(0.0),
+            "{metrics}"
+        );
+        assert_eq!(
+            metric(&metrics, "gateway_rate_limit_fallback_total", &policy),
+            Some(4.0),
+            "{metrics}"
+        );
+        assert_eq!(redis_available(gateway).await, Some(false));
+    }
 
     // Redis back: shared counting resumes by itself.
     redis.restart().await;
