@@ -36,27 +36,11 @@ impl Drop for StoppableProcess {
 
 /// A gateway process in front of `origin`: an HTTP server in a process of its own.
 pub async fn http_process(origin: SocketAddr) -> (StoppableProcess, SocketAddr) {
-    let dir = TempDir::new();
-    let [port, admin] = free_ports();
-    let path = dir.0.join("gateway.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "server: {{ listen: 127.0.0.1:{port}, threads: 1, grace_period: 0s }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nupstreams:\n  echo: {{ backends: [\"{origin}\"] }}\nroutes:\n  - {{ path: /svc, upstream: echo, auth: none }}\n"
-        ),
-    )
-    .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-        .args(["--config", &path.display().to_string()])
-        .env("RUST_LOG", "error")
-        .spawn()
-        .unwrap();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    eventually(Duration::from_secs(10), || async move {
-        std::net::TcpStream::connect(addr).is_ok()
-    })
+    let gateway = GatewayProcess::start(&format!(
+        "upstreams:\n  echo: {{ backends: [\"{origin}\"] }}\nroutes:\n  - {{ path: /svc, upstream: echo, auth: none }}\n"
+    ))
     .await;
-    (StoppableProcess { child, _dir: dir }, addr)
+    (gateway.process, gateway.addr)
 }
 
 /// The `gateway` binary run with `body` (a config without `server` and `admin`), on free
@@ -64,10 +48,11 @@ pub async fn http_process(origin: SocketAddr) -> (StoppableProcess, SocketAddr) 
 pub struct GatewayProcess {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
-    _process: StoppableProcess,
+    process: StoppableProcess,
 }
 
 impl GatewayProcess {
+    /// Returns once both listeners accept connections.
     pub async fn start(body: &str) -> Self {
         let dir = TempDir::new();
         let [port, admin] = free_ports();
@@ -89,7 +74,7 @@ impl GatewayProcess {
         let gateway = GatewayProcess {
             addr,
             admin,
-            _process: StoppableProcess { child, _dir: dir },
+            process: StoppableProcess { child, _dir: dir },
         };
         for port in [addr, admin] {
             eventually(Duration::from_secs(30), || async move {
