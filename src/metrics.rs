@@ -298,6 +298,14 @@ pub static RATE_LIMIT_STORE_AVAILABLE: LazyLock<IntGaugeVec> = LazyLock::new(|| 
     )
 });
 
+pub static RATE_LIMIT_STORE_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "gateway_rate_limit_store_errors_total",
+        "Redis calls of a `store: redis` policy that did not succeed (the request was counted locally), by kind: down (not tried, no connection), timeout, broken (connection failed), reply (Redis answered with an error).",
+        &["policy", "kind"],
+    )
+});
+
 pub static RATE_LIMIT_EVICTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     counter_vec(
         "gateway_rate_limit_evictions_total",
@@ -367,6 +375,7 @@ pub fn render() -> Vec<u8> {
     LazyLock::force(&RATE_LIMITED);
     LazyLock::force(&RATE_LIMIT_FALLBACK);
     LazyLock::force(&RATE_LIMIT_STORE_AVAILABLE);
+    LazyLock::force(&RATE_LIMIT_STORE_ERRORS);
     LazyLock::force(&RATE_LIMIT_EVICTIONS);
     LazyLock::force(&EXCHANGE_LIMITED);
     let mut buffer = Vec::new();

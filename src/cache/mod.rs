@@ -7,7 +7,6 @@
 
 mod entry;
 mod key;
-mod link;
 mod memory;
 mod redis;
 
@@ -24,10 +23,10 @@ use tokio::sync::watch;
 pub use self::{
     entry::{CachedResponse, Collector},
     key::{Owner, normalize_query},
-    link::Health,
     memory::{MemoryStore, unix_ms},
     redis::RedisStore,
 };
+use crate::redis_link::Health;
 use crate::{
     config::{CacheScope, ResponseCacheSettings, RouteCachePolicy, StoreSettings},
     metrics,

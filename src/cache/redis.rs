@@ -1,66 +1,43 @@
 //! The Redis store, shared by several gateway replicas. Every operation has a deadline of
 //! tens of milliseconds; a failure or a timeout makes the request go on uncached (never an
 //! error to the client) and counts in `gateway_cache_store_errors_total`. The connection
-//! is a [`Link`]: one multiplexed connection, discarded on any failure but an error reply
-//! and reopened in the background, so caching resumes by itself within
-//! [`link::RETRY_EVERY`](super::link::RETRY_EVERY) of Redis answering again.
+//! is a [`RedisLink`]: one multiplexed connection, discarded on any failure but an error
+//! reply and reopened in the background, so caching resumes by itself within
+//! [`RETRY_EVERY`](crate::redis_link::RETRY_EVERY) of Redis answering again.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use async_trait::async_trait;
-use redis::{AsyncCommands, AsyncConnectionConfig, Client, aio::MultiplexedConnection};
+use redis::{AsyncCommands, aio::MultiplexedConnection};
 
-use super::{
-    CachedResponse, Store, StoreError,
-    link::{Connector, Health, Link},
+use super::{CachedResponse, Store, StoreError};
+use crate::{
+    metrics,
+    redis_link::{Health, RedisConnector, RedisLink, Signals},
 };
 
 /// Generation counters outlive every entry (validation caps ttl + stale at 24 h).
 const GENERATION_TTL_SECS: i64 = 2 * 24 * 3600;
 
 pub struct RedisStore {
-    link: Link<RedisConnector>,
-}
-
-/// Opens a multiplexed connection and PINGs it.
-struct RedisConnector {
-    client: Client,
-    config: AsyncConnectionConfig,
-}
-
-impl Connector for RedisConnector {
-    type Connection = MultiplexedConnection;
-    type Error = redis::RedisError;
-
-    async fn connect(&self) -> Result<MultiplexedConnection, redis::RedisError> {
-        let mut connection = self
-            .client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
-        redis::cmd("PING")
-            .query_async::<()>(&mut connection)
-            .await?;
-        Ok(connection)
-    }
-
-    fn is_reply(error: &redis::RedisError) -> bool {
-        // Only errors Redis sent carry a code (ERR, WRONGTYPE, OOM, LOADING, ...).
-        error.code().is_some()
-    }
+    link: RedisLink,
 }
 
 impl RedisStore {
     /// `url` was checked at config load; an error here never repeats it (it may hold a
     /// password).
     pub fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        // redis-rs's URL errors are fixed phrases ("Missing hostname"), never the URL.
-        let client =
-            Client::open(url).map_err(|e| StoreError(format!("invalid Redis URL: {e}")))?;
-        // The Link's own deadline bounds every operation and connection attempt; the
-        // connection needs none of its own.
-        let config = AsyncConnectionConfig::new();
+        let connector =
+            RedisConnector::new(url).map_err(|e| StoreError(format!("invalid Redis URL: {e}")))?;
+        let signals = Signals {
+            what: "cache store",
+            meanwhile: "serving uncached",
+            name: Arc::from("redis"),
+            available: &metrics::CACHE_STORE_AVAILABLE,
+            errors: &metrics::CACHE_STORE_ERRORS,
+        };
         Ok(RedisStore {
-            link: Link::new(RedisConnector { client, config }, "redis", timeout),
+            link: RedisLink::new(connector, signals, timeout),
         })
     }
 

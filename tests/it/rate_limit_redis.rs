@@ -144,6 +144,17 @@ async fn without_redis_each_gateway_counts_alone_and_says_so() {
             Some(4.0),
             "{metrics}"
         );
+        let errors = ["down", "broken", "timeout", "reply"]
+            .into_iter()
+            .filter_map(|kind| {
+                let labels = [("policy", "fallback"), ("kind", kind)];
+                metric(&metrics, "gateway_rate_limit_store_errors_total", &labels)
+            })
+            .sum::<f64>();
+        assert_eq!(
+            errors, 4.0,
+            "each local decision is a failed Redis call: {metrics}"
+        );
         assert_eq!(redis_available(gateway).await, Some(false));
     }
 

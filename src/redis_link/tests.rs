@@ -104,7 +104,17 @@ const DEADLINE: Duration = Duration::from_millis(50);
 fn link() -> (Link<FakeConnector>, Arc<World>) {
     let world = Arc::new(World::default());
     (
-        Link::new(FakeConnector(world.clone()), "fake", DEADLINE),
+        Link::new(
+            FakeConnector(world.clone()),
+            Signals {
+                what: "fake store",
+                meanwhile: "doing without",
+                name: Arc::from("fake"),
+                available: &crate::metrics::CACHE_STORE_AVAILABLE,
+                errors: &crate::metrics::CACHE_STORE_ERRORS,
+            },
+            DEADLINE,
+        ),
         world,
     )
 }

@@ -1,15 +1,19 @@
-//! One connection to a remote store, replaced as soon as it stops answering. The Redis store
-//! runs every operation through a `Link`; the connector (how to open a connection) is
-//! injected, so the reconnect logic has unit tests without sockets, in paused time.
+//! The one way the gateway talks to Redis: a [`Link`], one connection replaced as soon as
+//! it stops answering. Its users are the response cache's Redis store (`cache::redis`) and
+//! the rate-limit policies that count in Redis (`ratelimit::redis`); each names itself and
+//! its metrics with [`Signals`]. [`RedisConnector`] opens the real connections; the
+//! connector is a trait, so the reconnect logic has unit tests without sockets, in paused
+//! time.
 //!
 //! Why not redis-rs's `ConnectionManager`: it reconnects only after errors it classifies as
 //! a dropped connection (a response timeout, what a hung Redis gives, is not one), and its
 //! reconnect retries with a backoff of 1 s, then 60 s or more, while every request waits on
 //! that reconnect until its own deadline. Here the rule does not depend on the error: any
 //! failure except an error *reply* (which proves the server answered) discards the
-//! connection; while there is none, operations fail at once (the request goes on uncached)
-//! and one background task tries again every [`RETRY_EVERY`] until a connection answers
-//! (or the store is dropped, say replaced by a reload: the task holds it only weakly).
+//! connection; while there is none, operations fail at once (the caller goes on without
+//! Redis: uncached, or counting locally) and one background task tries again every
+//! [`RETRY_EVERY`] until a connection answers (or the link is dropped, say replaced by a
+//! reload: the task holds it only weakly).
 
 use std::{
     fmt::Display,
@@ -22,13 +26,13 @@ use std::{
 };
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use prometheus::{IntCounterVec, IntGaugeVec};
+use redis::{AsyncConnectionConfig, Client, aio::MultiplexedConnection};
 use tracing::{debug, info, warn};
 
-use crate::metrics;
-
 /// How often a lost store is tried again. Connecting to a dead host on a LAN costs one
-/// refused SYN, so trying often is cheap, and it bounds how long caching stays off after
-/// the store is back.
+/// refused SYN, so trying often is cheap, and it bounds how long the gateway goes without
+/// Redis (uncached, counting locally) after Redis is back.
 pub const RETRY_EVERY: Duration = Duration::from_millis(250);
 /// The shortest time a connection attempt (connect and one round trip) is given.
 const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -58,7 +62,8 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// The `kind` label of `gateway_cache_store_errors_total`.
+    /// The `kind` label of the user's errors counter (`gateway_cache_store_errors_total`,
+    /// `gateway_rate_limit_store_errors_total`).
     pub fn as_str(self) -> &'static str {
         match self {
             Failure::Down => "down",
@@ -82,13 +87,28 @@ pub struct Health {
     pub failed_attempts: u64,
 }
 
+/// Who uses a link, for its logs and metrics.
+pub struct Signals {
+    /// What the logs call the store: "cache store", "rate limit store".
+    pub what: &'static str,
+    /// What the user does while the store is down: "serving uncached", "counting locally".
+    pub meanwhile: &'static str,
+    /// The first label value of both metrics, and the `store` field of the logs: the cache
+    /// store's kind, a policy's name.
+    pub name: Arc<str>,
+    /// 1 while connected, 0 otherwise; labelled `[name]`.
+    pub available: &'static IntGaugeVec,
+    /// Failed operations; labelled `[name, kind]` (see [`Failure::as_str`]).
+    pub errors: &'static IntCounterVec,
+}
+
 pub struct Link<K: Connector> {
     shared: Arc<Shared<K>>,
 }
 
 struct Shared<K: Connector> {
     connector: K,
-    label: &'static str,
+    signals: Signals,
     deadline: Duration,
     connect_timeout: Duration,
     current: ArcSwapOption<Connected<K::Connection>>,
@@ -107,14 +127,15 @@ struct Connected<C> {
 impl<K: Connector> Link<K> {
     /// `deadline` bounds every operation. Nothing connects until [`Link::start`] or the
     /// first operation.
-    pub fn new(connector: K, label: &'static str, deadline: Duration) -> Self {
-        metrics::CACHE_STORE_AVAILABLE
-            .with_label_values(&[label])
+    pub fn new(connector: K, signals: Signals, deadline: Duration) -> Self {
+        signals
+            .available
+            .with_label_values(&[&*signals.name])
             .set(0);
         Link {
             shared: Arc::new(Shared {
                 connector,
-                label,
+                signals,
                 deadline,
                 connect_timeout: deadline.max(MIN_CONNECT_TIMEOUT),
                 current: ArcSwapOption::empty(),
@@ -167,7 +188,8 @@ impl<K: Connector> Link<K> {
         };
         shared.count(failure);
         if failure == Failure::Reply {
-            debug!(store = shared.label, error = %message, "cache store answered with an error");
+            let signals = &shared.signals;
+            debug!(store = %signals.name, error = %message, "{} answered with an error", signals.what);
         } else {
             shared.discard(connected.serial, &message);
         }
@@ -177,8 +199,9 @@ impl<K: Connector> Link<K> {
 
 impl<K: Connector> Shared<K> {
     fn count(&self, failure: Failure) {
-        metrics::CACHE_STORE_ERRORS
-            .with_label_values(&[self.label, failure.as_str()])
+        self.signals
+            .errors
+            .with_label_values(&[&*self.signals.name, failure.as_str()])
             .inc();
     }
 
@@ -189,16 +212,18 @@ impl<K: Connector> Shared<K> {
             let previous = self.current.compare_and_swap(&*current, None);
             if previous.as_ref().is_some_and(|c| c.serial == serial) {
                 self.set_down(error);
-                warn!(store = self.label, %error, "cache store lost; serving uncached while it reconnects");
+                let signals = &self.signals;
+                warn!(
+                    store = %signals.name, %error,
+                    "{} lost; {} while it reconnects", signals.what, signals.meanwhile
+                );
             }
         }
         self.ensure_reconnecting();
     }
 
     fn set_down(&self, error: &str) {
-        metrics::CACHE_STORE_AVAILABLE
-            .with_label_values(&[self.label])
-            .set(0);
+        self.gauge().set(0);
         self.health.store(Arc::new(Health {
             up: false,
             since: Instant::now(),
@@ -263,10 +288,11 @@ impl<K: Connector> Shared<K> {
                 Err(_) => format!("no answer within {:?}", self.connect_timeout),
             };
             let health = self.health.load();
+            let (store, what) = (&self.signals.name, self.signals.what);
             if health.failed_attempts == 0 {
-                warn!(store = self.label, %error, "cannot connect to the cache store; retrying");
+                warn!(%store, %error, "cannot connect to the {what}; retrying");
             } else {
-                debug!(store = self.label, %error, "cannot connect to the cache store; retrying");
+                debug!(%store, %error, "cannot connect to the {what}; retrying");
             }
             self.health.store(Arc::new(Health {
                 last_error: Some(error),
@@ -277,10 +303,14 @@ impl<K: Connector> Shared<K> {
         }
     }
 
+    fn gauge(&self) -> prometheus::IntGauge {
+        self.signals
+            .available
+            .with_label_values(&[&*self.signals.name])
+    }
+
     fn set_up(&self) {
-        metrics::CACHE_STORE_AVAILABLE
-            .with_label_values(&[self.label])
-            .set(1);
+        self.gauge().set(1);
         self.health.store(Arc::new(Health {
             up: true,
             since: Instant::now(),
@@ -288,7 +318,7 @@ impl<K: Connector> Shared<K> {
             last_error: None,
             failed_attempts: 0,
         }));
-        info!(store = self.label, "cache store connected");
+        info!(store = %self.signals.name, "{} connected", self.signals.what);
     }
 }
 
@@ -304,6 +334,49 @@ impl<K: Connector> Drop for ClearOnDrop<K> {
         }
     }
 }
+
+/// Opens a multiplexed Redis connection and PINGs it.
+pub struct RedisConnector {
+    client: Client,
+    config: AsyncConnectionConfig,
+}
+
+impl RedisConnector {
+    /// `url` was checked at config load; redis-rs's URL errors are fixed phrases ("Missing
+    /// hostname"), never the URL (which may hold a password).
+    pub fn new(url: &str) -> Result<Self, redis::RedisError> {
+        Ok(RedisConnector {
+            client: Client::open(url)?,
+            // The Link's own deadline bounds every operation and connection attempt; the
+            // connection needs none of its own.
+            config: AsyncConnectionConfig::new(),
+        })
+    }
+}
+
+impl Connector for RedisConnector {
+    type Connection = MultiplexedConnection;
+    type Error = redis::RedisError;
+
+    async fn connect(&self) -> Result<MultiplexedConnection, redis::RedisError> {
+        let mut connection = self
+            .client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        redis::cmd("PING")
+            .query_async::<()>(&mut connection)
+            .await?;
+        Ok(connection)
+    }
+
+    fn is_reply(error: &redis::RedisError) -> bool {
+        // Only errors Redis sent carry a code (ERR, WRONGTYPE, OOM, LOADING, NOSCRIPT, ...).
+        error.code().is_some()
+    }
+}
+
+/// A link to Redis.
+pub type RedisLink = Link<RedisConnector>;
 
 #[cfg(test)]
 mod tests;
