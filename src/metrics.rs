@@ -240,6 +240,24 @@ pub static CONFIG_LAST_SUCCESS: LazyLock<prometheus::Gauge> = LazyLock::new(|| {
     }
 });
 
+/// Prometheus's own convention (`prometheus_config_last_reload_successful`): unlike the
+/// counters, it stays 0 from a rejected reload until one succeeds, however many reloads
+/// succeeded before the rejected one, so an alert on it means "the file on disk is not
+/// what runs" (and would not start the gateway).
+pub static CONFIG_LAST_RELOAD_SUCCESSFUL: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    match prometheus::IntGauge::new(
+        "gateway_config_last_reload_successful",
+        "1 while the last config load (start-up, file change or SIGHUP) was applied, 0 after a rejected one until a reload succeeds.",
+    ) {
+        Ok(metric) => {
+            // Nothing rejected yet (a gateway given its config in memory never reloads).
+            metric.set(1);
+            register(metric)
+        }
+        Err(e) => unreachable_metric("gateway_config_last_reload_successful", e),
+    }
+});
+
 // Concurrency limits (bulkheads) and health checks: upstream/bulkhead.rs, upstream/health.rs.
 
 pub static UPSTREAM_SHED: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -367,6 +385,7 @@ pub fn render() -> Vec<u8> {
     LazyLock::force(&CACHE_BYTES);
     LazyLock::force(&CONFIG_RELOADS);
     LazyLock::force(&CONFIG_LAST_SUCCESS);
+    LazyLock::force(&CONFIG_LAST_RELOAD_SUCCESSFUL);
     LazyLock::force(&UPSTREAM_SHED);
     LazyLock::force(&UPSTREAM_IN_FLIGHT);
     LazyLock::force(&UPSTREAM_QUEUED);

@@ -112,6 +112,11 @@ impl Reloader {
         hash: String,
     ) -> Self {
         metrics::CONFIG_LAST_SUCCESS.set(unix_secs(SystemTime::now()));
+        metrics::CONFIG_LAST_RELOAD_SUCCESSFUL.set(1);
+        // Both results from 0, so that the first rejected reload is an increase.
+        for result in ["success", "failure"] {
+            metrics::CONFIG_RELOADS.with_label_values(&[result]);
+        }
         Reloader {
             status: ArcSwap::from_pointee(ConfigStatus {
                 path: path.display().to_string(),
@@ -162,6 +167,7 @@ impl Reloader {
                     .with_label_values(&["success"])
                     .inc();
                 metrics::CONFIG_LAST_SUCCESS.set(unix_secs(SystemTime::now()));
+                metrics::CONFIG_LAST_RELOAD_SUCCESSFUL.set(1);
                 let now = timestamp(SystemTime::now());
                 self.status.store(Arc::new(ConfigStatus {
                     path: self.path.display().to_string(),
@@ -190,6 +196,7 @@ impl Reloader {
         metrics::CONFIG_RELOADS
             .with_label_values(&["failure"])
             .inc();
+        metrics::CONFIG_LAST_RELOAD_SUCCESSFUL.set(0);
         for error in &errors {
             warn!(trigger, problem = %error, "config reload rejected; the previous config keeps serving");
         }

@@ -170,6 +170,7 @@ impl Upstream {
                         let gauge =
                             metrics::BREAKER_STATE.with_label_values(&[&*spec.name, &*b.label]);
                         gauge.set(BreakerState::Closed.gauge_value());
+                        init_transition_series(&spec.name, &b.label);
                         let listener = Arc::new(TransitionLog {
                             upstream: spec.name.clone(),
                             backend: b.label.clone(),
@@ -380,6 +381,28 @@ impl Upstream {
 
     pub fn peer(&self, backend: usize) -> Option<&HttpPeer> {
         self.backends.get(backend).map(|b| &b.peer)
+    }
+}
+
+/// The breaker's usual cycle, counted from 0 as soon as a backend appears: a counter
+/// series born at 1 reads as no increase to Prometheus's `increase()` and `rate()`, which
+/// would hide a backend's first opening from the dashboard and its first recovery from
+/// the flapping alert. (Rarer edges, such as a health check closing an open breaker,
+/// appear when they first happen.)
+fn init_transition_series(upstream: &str, backend: &str) {
+    use BreakerState::{Closed, HalfOpen, Open};
+    for (from, to) in [
+        (Closed, Open),
+        (Open, HalfOpen),
+        (HalfOpen, Closed),
+        (HalfOpen, Open),
+    ] {
+        metrics::BREAKER_TRANSITIONS.with_label_values(&[
+            upstream,
+            backend,
+            from.as_str(),
+            to.as_str(),
+        ]);
     }
 }
 

@@ -76,6 +76,28 @@ async fn failing_upstream_trips_and_then_gets_no_traffic() {
     let origin = TestUpstream::start(Mode::Status(500)).await;
     let gateway = TestGateway::start(&single_held("tripping", origin.addr, "")).await;
     let http = client();
+    // The usual cycle is exported from 0 before anything happens, so that Prometheus's
+    // increase() sees the first opening (a series born at 1 reads as no increase).
+    let text = gateway.metrics().await;
+    let backend = origin.addr.to_string();
+    for (from, to) in [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+        ("half_open", "open"),
+    ] {
+        let labels = [
+            ("upstream", "tripping"),
+            ("backend", backend.as_str()),
+            ("from", from),
+            ("to", to),
+        ];
+        assert_eq!(
+            metric(&text, "gateway_breaker_transitions_total", &labels),
+            Some(0.0),
+            "{from} -> {to}"
+        );
+    }
 
     for _ in 0..3 {
         assert_eq!(status_of(&http, &gateway.url("/svc")).await, 500);
@@ -125,7 +147,6 @@ async fn failing_upstream_trips_and_then_gets_no_traffic() {
         "{report}"
     );
     let text = gateway.metrics().await;
-    let backend = origin.addr.to_string();
     let labels = [("upstream", "tripping"), ("backend", backend.as_str())];
     assert_eq!(metric(&text, "gateway_breaker_state", &labels), Some(1.0));
     assert_eq!(
