@@ -11,6 +11,7 @@
 //! another certificate, as during a non-atomic copy) never replaces a working one.
 
 use std::{
+    future::Future,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant, SystemTime},
@@ -18,8 +19,12 @@ use std::{
 
 use arc_swap::ArcSwap;
 use aws_lc_rs::digest;
+use pingora::server::ShutdownWatch;
 use serde::Serialize;
-use tokio::sync::Mutex;
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::Mutex,
+};
 use tracing::{info, warn};
 
 use crate::{
@@ -260,44 +265,19 @@ impl Reloader {
         Ok(())
     }
 
-    /// Polls the file every `server.watch_interval` of the running config (read anew each
-    /// round, so an edit of the interval applies too) and reloads on SIGHUP if `sighup`.
-    pub async fn watch(&self, mut shutdown: pingora::server::ShutdownWatch, sighup: bool) {
-        let mut hangup = if sighup {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-                Ok(signal) => Some(signal),
-                Err(error) => {
-                    warn!(%error, "cannot listen for SIGHUP; reload by editing the file");
-                    None
-                }
-            }
-        } else {
-            None
-        };
-        loop {
-            let interval = self.state.load().config.server.watch_interval;
-            let poll = if interval.is_zero() {
-                Duration::from_secs(3600)
-            } else {
-                interval
-            };
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(poll) => {
-                    if !interval.is_zero() {
-                        self.reload("file").await;
-                    }
-                }
-                Some(()) = async {
-                    match hangup.as_mut() {
-                        Some(signal) => signal.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    self.reload("sighup").await;
-                }
-            }
-        }
+    /// Polls the file every `server.watch_interval` of the running config and reloads on
+    /// SIGHUP if `sighup`, until shutdown.
+    pub async fn watch(&self, shutdown: ShutdownWatch, sighup: bool) {
+        poll_or_hangup(
+            "the config",
+            &self.state,
+            shutdown,
+            sighup,
+            |trigger| async move {
+                self.reload(trigger).await;
+            },
+        )
+        .await;
     }
 }
 
@@ -384,35 +364,68 @@ impl CertWatcher {
     }
 
     /// Polls every `server.watch_interval` of the running config and checks on SIGHUP if
-    /// `sighup` (as nginx re-reads its certificates on reload).
-    pub async fn watch(&self, mut shutdown: pingora::server::ShutdownWatch, sighup: bool) {
-        let mut hangup = if sighup {
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    /// `sighup` (as nginx re-reads its certificates on reload), until shutdown.
+    pub async fn watch(&self, shutdown: ShutdownWatch, sighup: bool) {
+        poll_or_hangup(
+            "the TLS certificate",
+            &self.state,
+            shutdown,
+            sighup,
+            |trigger| {
+                self.check(trigger);
+                std::future::ready(())
+            },
+        )
+        .await;
+    }
+}
+
+/// The loop both watchers run: `action("file")` every `server.watch_interval` of the running
+/// config (read anew each round, so an edit of the interval applies too; zero turns polling
+/// off) and `action("sighup")` on each SIGHUP if `sighup`, until shutdown. `what` names the
+/// thing reloaded, for the one warning when SIGHUP cannot be listened for.
+async fn poll_or_hangup<F, Fut>(
+    what: &'static str,
+    state: &ArcSwap<State>,
+    mut shutdown: ShutdownWatch,
+    sighup: bool,
+    mut action: F,
+) where
+    F: FnMut(&'static str) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let mut hangup = if sighup {
+        match signal(SignalKind::hangup()) {
+            Ok(signal) => Some(signal),
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGHUP; {what} reloads only when its file changes");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    loop {
+        let interval = state.load().config.server.watch_interval;
+        let poll = if interval.is_zero() {
+            Duration::from_secs(3600)
         } else {
-            None
+            interval
         };
-        loop {
-            let interval = self.state.load().config.server.watch_interval;
-            let poll = if interval.is_zero() {
-                Duration::from_secs(3600)
-            } else {
-                interval
-            };
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(poll) => {
-                    if !interval.is_zero() {
-                        self.check("file");
-                    }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(poll) => {
+                if !interval.is_zero() {
+                    action("file").await;
                 }
-                Some(()) = async {
-                    match hangup.as_mut() {
-                        Some(signal) => signal.recv().await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    self.check("sighup");
+            }
+            Some(()) = async {
+                match hangup.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
                 }
+            } => {
+                action("sighup").await;
             }
         }
     }
