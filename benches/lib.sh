@@ -1,25 +1,68 @@
 #!/usr/bin/env bash
-# Shell helpers shared by benches/auth/run.sh and benches/cache/run.sh (sourced, not run).
-# The caller defines say, die, TMP, and for `measure` also RESULTS and measure_once.
+# Shell helpers shared by the load benchmarks benches/*/run.sh (sourced, not run): messages, the
+# temp dir and the processes stopped on exit, free ports, waiting for a listener, wrk runs that
+# notice another engineer's wrk, and the summary's arithmetic. For `measure` the caller defines
+# RESULTS and measure_once.
 
-stop() { # pid signal
+say() { printf '%s\n' "$*"; }
+die() { printf '%s: %s\n' "$0" "$*" >&2; exit 1; }
+need() { local tool; for tool; do command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool"; done; }
+
+# ---------------------------------------------------------------- temp dir and processes
+STARTED=()
+# started PID SIGNAL: stop this process on exit with SIGNAL (the gateway and Pingora: INT, their
+# immediate shutdown; nginx: TERM, its fast shutdown, the master stopping its workers).
+started() { STARTED+=("$1 $2"); }
+# bench_tmp NAME: a new temp dir in $TMP, readable by nginx workers (which may run as another
+# user). On exit every process registered with `started` is stopped, last started first, and
+# $TMP is removed unless KEEP_TMP=1.
+bench_tmp() {
+  TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+  chmod 755 "$TMP"
+  trap on_exit EXIT
+  trap 'exit 130' INT TERM
+}
+on_exit() {
+  local rc=$? i
+  trap - EXIT INT TERM
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+    # shellcheck disable=SC2086 # "pid signal", split on purpose
+    stop ${STARTED[i]}
+  done
+  if [ "${KEEP_TMP:-0}" = 1 ]; then say "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
+  exit "$rc"
+}
+stop() { # pid signal: waits up to 5 s, then SIGKILL
   local pid=$1 sig=$2 i
-  kill -0 "$pid" 2>/dev/null || return 0
+  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
   kill "-$sig" "$pid" 2>/dev/null || true
   for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
+
+# ---------------------------------------------------------------- ports
+free_ports() { # count -> that many distinct free loopback ports, on one line
+  python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { # port pid name
-  local i
-  for i in $(seq 100); do
+wait_port() { # port pid name [seconds, default 10]
+  local i seconds=${4:-10}
+  for i in $(seq $((seconds * 10))); do
     port_open "$1" && return 0
     kill -0 "$2" 2>/dev/null || die "$3 exited at start; see $TMP/*.log (KEEP_TMP=1 keeps it)"
     sleep 0.1
   done
-  die "$3 did not listen on 127.0.0.1:$1 within 10 s"
+  die "$3 did not listen on 127.0.0.1:$1 within $seconds s"
 }
+
+# ---------------------------------------------------------------- wrk
 wait_no_other_wrk() {
   while pgrep -x wrk >/dev/null; do say "        (another wrk is running; waiting 20 s)"; sleep 20; done
 }
@@ -47,9 +90,15 @@ measure() { # round target [duration]: measured again (up to 3 times) if another
   done
   die "another wrk kept overlapping; stopping"
 }
+
+# ---------------------------------------------------------------- summary (over $RESULTS)
 median() { # col target
   awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { print $c }' "$RESULTS" | sort -g \
     | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } m = int((NR + 1) / 2); print (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'
 }
 range() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { if (n++ == 0 || $c < lo) lo = $c; if ($c > hi) hi = $c } END { printf "%.0f–%.0f", lo, hi }' "$RESULTS"; }
+sum() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { s += $c } END { print s + 0 }' "$RESULTS"; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
+verdict() { # value op goal (op: >= or <=) -> met / MISSED
+  awk -v v="$1" -v op="$2" -v goal="$3" 'BEGIN { ok = (op == ">=") ? v >= goal : v <= goal; print ok ? "met" : "MISSED" }'
+}

@@ -39,13 +39,9 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/gateway-target}
 BODY='{"endpoint":"4 Pawling Point","id":42,"startpoint":"63 Sunfield Way"}'
 REQUEST_PATH='/path?id=42'
 
-say() { printf '%s\n' "$*"; }
-die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=../lib.sh
 . "$HERE/../lib.sh"
-for tool in wrk curl python3 redis-server redis-cli; do
-  command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool"
-done
+need wrk curl python3 redis-server redis-cli
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$NGINX" ] || die "missing nginx (apt-get install -y nginx-light)"
 
@@ -55,28 +51,9 @@ fi
 GATEWAY_BIN=$CARGO_TARGET_DIR/release/gateway
 [ -x "$GATEWAY_BIN" ] || die "no gateway binary at $GATEWAY_BIN"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cache-bench.XXXXXX")
-chmod 755 "$TMP"
+bench_tmp cache-bench
 mkdir -p "$TMP/origin-temp" "$TMP/proxy-temp" "$TMP/proxy-cache" "$TMP/redis"
-PIDS=()
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do stop "$pid" TERM; done
-  if [ "$KEEP_TMP" = 1 ]; then say "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-read -r ORIGIN_PORT PROXY_PORT REDIS_PORT GW_A AD_A GW_B AD_B GW_R AD_R < <(python3 - <<'PY'
-import socket
-socks = []
-for _ in range(9):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-)
+read -r ORIGIN_PORT PROXY_PORT REDIS_PORT GW_A AD_A GW_B AD_B GW_R AD_R < <(free_ports 9)
 render() { # template output
   sed -e "s|@TMP@|$TMP|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" -e "s|@PROXY_PORT@|$PROXY_PORT|g" \
     -e "s|@BODY@|$BODY|g" "$1" > "$2"
@@ -104,17 +81,17 @@ gateway_config "$GW_R" "$AD_R" "{ store: memory, max_entries: 200000, max_bytes:
 for name in origin proxy; do
   "$NGINX" -t -q -p "$TMP/" -e "$TMP/$name.error.log" -c "$TMP/$name.conf" || die "nginx rejects $TMP/$name.conf"
 done
-"$NGINX" -p "$TMP/" -e "$TMP/origin.error.log" -c "$TMP/origin.conf" & PIDS+=($!); ORIGIN_PID=$!
-"$NGINX" -p "$TMP/" -e "$TMP/proxy.error.log" -c "$TMP/proxy.conf" & PIDS+=($!); PROXY_PID=$!
+"$NGINX" -p "$TMP/" -e "$TMP/origin.error.log" -c "$TMP/origin.conf" & ORIGIN_PID=$!; started $! TERM
+"$NGINX" -p "$TMP/" -e "$TMP/proxy.error.log" -c "$TMP/proxy.conf" & PROXY_PID=$!; started $! TERM
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no --dir "$TMP/redis" \
-  > "$TMP/redis.log" 2>&1 & PIDS+=($!); REDIS_PID=$!
+  > "$TMP/redis.log" 2>&1 & REDIS_PID=$!; started $! TERM
 wait_port "$ORIGIN_PORT" "$ORIGIN_PID" "origin nginx"
 wait_port "$PROXY_PORT" "$PROXY_PID" "proxy nginx"
 wait_port "$REDIS_PORT" "$REDIS_PID" "redis-server"
 declare -A GWPID=()
 for t in A B; do
   "$GATEWAY_BIN" check --config "$TMP/gateway-$t.yaml" >/dev/null || die "gateway rejects $TMP/gateway-$t.yaml"
-  RUST_LOG=warn "$GATEWAY_BIN" --config "$TMP/gateway-$t.yaml" > "$TMP/gateway-$t.log" 2>&1 & PIDS+=($!); GWPID[$t]=$!
+  RUST_LOG=warn "$GATEWAY_BIN" --config "$TMP/gateway-$t.yaml" > "$TMP/gateway-$t.log" 2>&1 & GWPID[$t]=$!; started $! INT
 done
 wait_port "$GW_A" "${GWPID[A]}" "gateway A"; wait_port "$AD_A" "${GWPID[A]}" "gateway A admin"
 wait_port "$GW_B" "${GWPID[B]}" "gateway B"; wait_port "$AD_B" "${GWPID[B]}" "gateway B admin"
@@ -188,7 +165,7 @@ stop "$REDIS_PID" TERM
 # ---------------------------------------------------------------- RSS at FILL entries
 say ""
 say "== RSS: gateway (memory store, max_entries 200000, max_bytes 256MiB) filled with $FILL entries"
-RUST_LOG=warn "$GATEWAY_BIN" --config "$TMP/gateway-R.yaml" > "$TMP/gateway-R.log" 2>&1 & PIDS+=($!); RPID=$!
+RUST_LOG=warn "$GATEWAY_BIN" --config "$TMP/gateway-R.yaml" > "$TMP/gateway-R.log" 2>&1 & RPID=$!; started $! INT
 wait_port "$GW_R" "$RPID" "gateway R"; wait_port "$AD_R" "$RPID" "gateway R admin"
 rss() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; } # KiB
 metric() { curl -fsS --max-time 5 "http://127.0.0.1:$AD_R/metrics" | awk -v m="$1" '$1 == m { print $NF }'; }
@@ -216,11 +193,9 @@ RSS1=$(rss "$RPID")
 say "fill: $FILL_LINE in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; gateway_cache_entries $ENTRIES, gateway_cache_bytes ${BYTES:-?}"
 say "VmRSS before $RSS0 KiB, after $RSS1 KiB"
 
-sum() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { s += $c } END { print s + 0 }' "$RESULTS"; }
 for t in A B C; do declare "RPS_$t=$(median 3 "$t")" "P50_$t=$(median 4 "$t")" "P99_$t=$(median 5 "$t")"; done
 read -r RATIO_AC RATIO_BC < <(awk -v a="$RPS_A" -v b="$RPS_B" -v c="$RPS_C" 'BEGIN { printf "%.2f %.2f\n", a / c, b / c }')
 RSS_MIB=$(awk -v k="$RSS1" 'BEGIN { printf "%.1f", k / 1024 }')
-verdict() { awk -v v="$1" -v op="$2" -v goal="$3" 'BEGIN { ok = (op == ">=") ? v >= goal : v <= goal; print ok ? "met" : "MISSED" }'; }
 {
   say "Command: \`$COMMAND\`"
   say ""

@@ -93,8 +93,8 @@ REQUEST_PATH=/path/42
 DEAD_PATH=/dead/42
 BODY='{"endpoint":"4 Pawling Point","id":42,"startpoint":"63 Sunfield Way"}'
 
-say() { printf '%s\n' "$*"; }
-die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh" # this script has its own measure and range: noise is judged by the machine's load
 
 # ---------------------------------------------------------------- tools
 install_hint="apt-get install -y wrk nginx-light"
@@ -190,54 +190,9 @@ fi
 [ -x "$FLOOR_BIN" ] || die "no floor binary at $FLOOR_BIN (build it: cargo build --release -p gateway -p floor)"
 
 # ---------------------------------------------------------------- temp dir, ports, cleanup
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/gateway-bench.XXXXXX")
-chmod 755 "$TMP" # nginx workers may run as an unprivileged user
-ORIGIN_PID=""
-PROXY_PID=""
-GATEWAY_PID=""
-FLOOR_PID=""
-
-stop() { # pid signal
-  local pid=$1 sig=$2 i
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-  kill "-$sig" "$pid" 2>/dev/null || true
-  for i in $(seq 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  stop "$GATEWAY_PID" INT # SIGINT: the gateway's immediate shutdown
-  stop "$FLOOR_PID" INT   # Pingora's fast shutdown too
-  stop "$PROXY_PID" TERM  # SIGTERM: nginx fast shutdown (master stops its workers)
-  stop "$ORIGIN_PID" TERM
-  if [ "$KEEP_TMP" = 1 ]; then
-    say "temp dir kept: $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
+bench_tmp gateway-bench
 # Six distinct free loopback ports; DEAD_PORT stays unbound (the dead backend).
-read -r ORIGIN_PORT GATEWAY_PORT ADMIN_PORT PROXY_PORT DEAD_PORT FLOOR_PORT < <(python3 - <<'PY'
-import socket
-socks = []
-for _ in range(6):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-)
+read -r ORIGIN_PORT GATEWAY_PORT ADMIN_PORT PROXY_PORT DEAD_PORT FLOOR_PORT < <(free_ports 6)
 
 render() { # template output
   sed -e "s|@TMP@|$TMP|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" -e "s|@GATEWAY_PORT@|$GATEWAY_PORT|g" \
@@ -250,31 +205,20 @@ render "$HERE/proxy.nginx.conf.in" "$TMP/proxy.conf"
 render "$HERE/gateway.yaml.in" "$TMP/gateway.yaml"
 mkdir -p "$TMP/origin-temp" "$TMP/proxy-temp"
 
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { # port pid name
-  local i
-  for i in $(seq 100); do
-    port_open "$1" && return 0
-    kill -0 "$2" 2>/dev/null || die "$3 exited at start; see its log in $TMP (KEEP_TMP=1 keeps it)"
-    sleep 0.1
-  done
-  die "$3 did not listen on 127.0.0.1:$1 within 10 s"
-}
-
 # ---------------------------------------------------------------- start the servers
 for name in origin proxy; do
   "$NGINX" -t -q -p "$TMP/" -e "$TMP/$name.error.log" -c "$TMP/$name.conf" \
     || die "nginx rejects $TMP/$name.conf"
 done
 "${PIN_ORIGIN[@]}" "$NGINX" -p "$TMP/" -e "$TMP/origin.error.log" -c "$TMP/origin.conf" &
-ORIGIN_PID=$!
+ORIGIN_PID=$!; started "$ORIGIN_PID" TERM
 "${PIN_PROXY[@]}" "$NGINX" -p "$TMP/" -e "$TMP/proxy.error.log" -c "$TMP/proxy.conf" &
-PROXY_PID=$!
+PROXY_PID=$!; started "$PROXY_PID" TERM
 "$GATEWAY_BIN" check --config "$TMP/gateway.yaml" >/dev/null || die "gateway rejects $TMP/gateway.yaml"
 RUST_LOG=warn "${PIN_PROXY[@]}" "$GATEWAY_BIN" --config "$TMP/gateway.yaml" > "$TMP/gateway.log" 2>&1 &
-GATEWAY_PID=$!
+GATEWAY_PID=$!; started "$GATEWAY_PID" INT
 "${PIN_PROXY[@]}" "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$ORIGIN_PORT" "$PROXY_THREADS" > "$TMP/floor.log" 2>&1 &
-FLOOR_PID=$!
+FLOOR_PID=$!; started "$FLOOR_PID" INT
 wait_port "$ORIGIN_PORT" "$ORIGIN_PID" "origin nginx"
 wait_port "$PROXY_PORT" "$PROXY_PID" "proxy nginx"
 wait_port "$GATEWAY_PORT" "$GATEWAY_PID" "gateway"
@@ -488,16 +432,9 @@ if [ "$PROFILE" = 1 ]; then
 fi
 
 # ---------------------------------------------------------------- summary
-# median col target -> value (mean of the two middle ones for an even count)
-median() {
-  awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { print $c }' "$RESULTS" | sort -g \
-    | awk '{ v[NR] = $1 } END { if (NR == 0) { print 0; exit } m = int((NR + 1) / 2); print (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'
-}
 range() { # col target -> "min-max"
   awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { if (n++ == 0 || $c < lo) lo = $c; if ($c > hi) hi = $c } END { printf "%d-%d", lo, hi }' "$RESULTS"
 }
-sum() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { s += $c } END { print s + 0 }' "$RESULTS"; }
-ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
 
 for t in A B C D E; do
   declare "RPS_$t=$(median 3 "$t")" "P50_$t=$(median 4 "$t")" "P99_$t=$(median 6 "$t")"
@@ -515,7 +452,6 @@ fi
 read -r RATIO_TPUT ADDED_P99 NGINX_ADDED_P99 RATIO_REJ < <(awk -v a="$RPS_A" -v b="$RPS_B" -v c="$RPS_C" -v d="$RPS_D" \
   -v pa="$P99_A" -v pb="$P99_B" -v pc="$P99_C" \
   'BEGIN { printf "%.2f %.2f %.2f %.2f\n", b / c, (pb - pa) / 1000, (pc - pa) / 1000, d / b }')
-verdict() { awk -v v="$1" -v op="$2" -v goal="$3" 'BEGIN { ok = (op == ">=") ? v >= goal : v <= goal; print ok ? "met" : "MISSED" }'; }
 V1=$(verdict "$RATIO_TPUT" ">=" 1.1); V2=$(verdict "$ADDED_P99" "<=" 0.5); V3=$(verdict "$RATIO_REJ" ">=" 2)
 
 cpu_med() { awk -v v="$(median "$1" "$2")" 'BEGIN { printf "%.0f", v }'; }

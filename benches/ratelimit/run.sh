@@ -31,13 +31,9 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/gateway-target}
 
-say() { printf '%s\n' "$*"; }
-die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 # shellcheck source=../lib.sh
 . "$HERE/../lib.sh"
-for tool in wrk nginx curl python3; do
-  command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool"
-done
+need wrk nginx curl python3
 
 if [ "$SKIP_BUILD" != 1 ]; then
   (cd "$ROOT" && cargo build --release -p gateway) >&2
@@ -45,26 +41,8 @@ fi
 GATEWAY_BIN=$CARGO_TARGET_DIR/release/gateway
 [ -x "$GATEWAY_BIN" ] || die "release binary missing in $CARGO_TARGET_DIR"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/ratelimit-bench.XXXXXX")
-PIDS=()
-cleanup() {
-  local rc=$? pid
-  trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do stop "$pid" INT; done
-  if [ "$KEEP_TMP" = 1 ]; then say "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-read -r ORIGIN_PORT GW_PORT ADMIN_PORT < <(python3 - <<'PY'
-import socket
-socks = []
-for _ in range(3):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-PY
-)
+bench_tmp ratelimit-bench
+read -r ORIGIN_PORT GW_PORT ADMIN_PORT < <(free_ports 3)
 
 # ---------------------------------------------------------------- origin
 mkdir -p "$TMP/origin-temp"
@@ -90,7 +68,7 @@ http {
 }
 CONF
 nginx -e "$TMP/origin.error.log" -c "$TMP/origin.conf" > "$TMP/origin.log" 2>&1 &
-PIDS+=($!); wait_port "$ORIGIN_PORT" "${PIDS[-1]}" "nginx origin"
+ORIGIN_PID=$!; started "$ORIGIN_PID" TERM; wait_port "$ORIGIN_PORT" "$ORIGIN_PID" "nginx origin"
 
 # ---------------------------------------------------------------- gateway
 cat > "$TMP/gateway.yaml" <<YAML
@@ -106,7 +84,7 @@ routes:
 YAML
 "$GATEWAY_BIN" check --config "$TMP/gateway.yaml" >/dev/null || die "gateway rejects $TMP/gateway.yaml"
 RUST_LOG=warn "$GATEWAY_BIN" --config "$TMP/gateway.yaml" > "$TMP/gateway.log" 2>&1 &
-PIDS+=($!); GW_PID=$!
+GW_PID=$!; started "$GW_PID" INT
 wait_port "$GW_PORT" "$GW_PID" "gateway"; wait_port "$ADMIN_PORT" "$GW_PID" "gateway admin"
 for path in /open /limited; do
   got=$(curl -sS --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$GW_PORT$path")

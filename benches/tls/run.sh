@@ -48,8 +48,8 @@ KEEP_TMP=${KEEP_TMP:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/gateway-target}
 BODY='{"endpoint":"4 Pawling Point","id":42,"startpoint":"63 Sunfield Way"}'
 
-say() { printf '%s\n' "$*"; }
-die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=../lib.sh
+. "$HERE/../lib.sh"
 
 for tool in wrk curl openssl python3; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is required (apt-get install -y wrk nginx-light openssl curl python3)"
@@ -64,34 +64,8 @@ if [ -z "$GATEWAY_BIN" ]; then
 fi
 [ -x "$GATEWAY_BIN" ] || die "no gateway binary at $GATEWAY_BIN"
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tls-bench.XXXXXX")
-chmod 755 "$TMP" # nginx workers may run as an unprivileged user
-ORIGIN_PID="" PROXY_PID="" GATEWAY_PID=""
-source "$HERE/../lib.sh" # stop, port_open, wait_port
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  [ -n "$GATEWAY_PID" ] && stop "$GATEWAY_PID" INT
-  [ -n "$PROXY_PID" ] && stop "$PROXY_PID" TERM
-  [ -n "$ORIGIN_PID" ] && stop "$ORIGIN_PID" TERM
-  if [ "$KEEP_TMP" = 1 ]; then say "temp dir kept: $TMP"; else rm -rf "$TMP"; fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-read -r ORIGIN_PORT GATEWAY_PORT GATEWAY_TLS_PORT ADMIN_PORT PROXY_PORT < <(python3 - <<'PY'
-import socket
-socks = []
-for _ in range(5):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-)
+bench_tmp tls-bench
+read -r ORIGIN_PORT GATEWAY_PORT GATEWAY_TLS_PORT ADMIN_PORT PROXY_PORT < <(free_ports 5)
 
 # One certificate and key for both servers.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
@@ -111,10 +85,10 @@ mkdir -p "$TMP/origin-temp" "$TMP/proxy-temp"
 for name in origin proxy; do
   "$NGINX" -t -q -p "$TMP/" -e "$TMP/$name.error.log" -c "$TMP/$name.conf" || die "nginx rejects $TMP/$name.conf"
 done
-"$NGINX" -p "$TMP/" -e "$TMP/origin.error.log" -c "$TMP/origin.conf" & ORIGIN_PID=$!
-"$NGINX" -p "$TMP/" -e "$TMP/proxy.error.log" -c "$TMP/proxy.conf" & PROXY_PID=$!
+"$NGINX" -p "$TMP/" -e "$TMP/origin.error.log" -c "$TMP/origin.conf" & ORIGIN_PID=$!; started $! TERM
+"$NGINX" -p "$TMP/" -e "$TMP/proxy.error.log" -c "$TMP/proxy.conf" & PROXY_PID=$!; started $! TERM
 "$GATEWAY_BIN" check --config "$TMP/gateway.yaml" >/dev/null || die "gateway rejects $TMP/gateway.yaml"
-RUST_LOG=warn "$GATEWAY_BIN" --config "$TMP/gateway.yaml" > "$TMP/gateway.log" 2>&1 & GATEWAY_PID=$!
+RUST_LOG=warn "$GATEWAY_BIN" --config "$TMP/gateway.yaml" > "$TMP/gateway.log" 2>&1 & GATEWAY_PID=$!; started $! INT
 wait_port "$ORIGIN_PORT" "$ORIGIN_PID" "origin nginx"
 wait_port "$PROXY_PORT" "$PROXY_PID" "nginx TLS proxy"
 wait_port "$GATEWAY_TLS_PORT" "$GATEWAY_PID" "gateway TLS listener"
@@ -188,15 +162,11 @@ sleep 1.5 # nginx flushes its access log buffer every second
 reused=$(grep -c '^r$' "$TMP/proxy.access.log" || true)
 total=$(wc -l < "$TMP/proxy.access.log")
 
-median() { # target column
-  awk -F'\t' -v t="$1" -v c="$2" '$2 == t { print $c }' "$RESULTS" | sort -g \
-    | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); print (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'
-}
 summary() {
   say "| target | req/s (median of $ROUNDS) | p50 | p99 | non-2xx | socket errors |"
   say "| --- | --- | --- | --- | --- | --- |"
   for t in "${TARGETS[@]}"; do
-    awk -v name="${NAME[$t]}" -v rps="$(median "$t" 3)" -v p50="$(median "$t" 4)" -v p99="$(median "$t" 5)" \
+    awk -v name="${NAME[$t]}" -v rps="$(median 3 "$t")" -v p50="$(median 4 "$t")" -v p99="$(median 5 "$t")" \
       -v bad="$(awk -F'\t' -v t="$t" '$2 == t { s += $6 } END { print s + 0 }' "$RESULTS")" \
       -v err="$(awk -F'\t' -v t="$t" '$2 == t { s += $7 } END { print s + 0 }' "$RESULTS")" \
       'BEGIN { printf "| %s | %.0f | %.2f ms | %.2f ms | %d | %d |\n", name, rps, p50 / 1000, p99 / 1000, bad, err }'
