@@ -23,13 +23,14 @@ use crate::support::{
 const HELD_OPEN: &str = "open_for: 60s, max_open_for: 60s";
 const QUICK_TO_REOPEN: &str = "open_for: 300ms, max_open_for: 1s";
 
-/// Timeouts are far above what an Argon2id hash takes in a debug build on a loaded machine,
-/// and slow calls never trip the breaker: these tests are about answers, not speed.
+/// Timeouts are far above what an Argon2id hash takes in a debug build on a loaded machine
+/// (and what 200 connections at once take to be accepted there), and slow calls never trip
+/// the breaker: these tests are about answers, not speed.
 fn config(users: SocketAddr, paths: SocketAddr, token_cache: &str, open: &str) -> String {
     format!(
         "upstreams:
-  users: {{ backends: [\"{users}\"], breaker: users, read_timeout: 60s, write_timeout: 60s }}
-  paths: {{ backends: [\"{paths}\"], read_timeout: 60s }}
+  users: {{ backends: [\"{users}\"], breaker: users, connect_timeout: 30s, read_timeout: 60s, write_timeout: 60s }}
+  paths: {{ backends: [\"{paths}\"], connect_timeout: 30s, read_timeout: 60s }}
 breakers:
   users: {{ consecutive_failures: 3, failure_rate: off, slow_call_rate: off, {open}, half_open_probes: 1 }}
 auth:

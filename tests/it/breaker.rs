@@ -38,6 +38,11 @@ breakers:
     half_open_probes: 2
 ";
 
+/// Connect and read timeouts far above anything loopback needs on a loaded machine, for tests
+/// whose backend answers at once and that count exact answers: a slow run must not turn the
+/// backend's 500 into the gateway's 504, nor a late connect into a connect failure.
+const PATIENT: &str = ", connect_timeout: 30s, read_timeout: 60s";
+
 fn single(upstream: &str, addr: SocketAddr, extra: &str) -> String {
     format!(
         "upstreams:\n  {upstream}: {{ backends: [\"{addr}\"], breaker: fast {extra} }}\n{FAST_BREAKER}routes:\n  - {{ path: /svc, upstream: {upstream}, auth: none }}\n"
@@ -74,7 +79,7 @@ async fn failing_upstream_trips_and_then_gets_no_traffic() {
     // Held open for 60 s: the 20 requests below are all refused however slowly they run.
     // Half-open and closing again are proven by the tests after this one.
     let origin = TestUpstream::start(Mode::Status(500)).await;
-    let gateway = TestGateway::start(&single_held("tripping", origin.addr, "")).await;
+    let gateway = TestGateway::start(&single_held("tripping", origin.addr, PATIENT)).await;
     let http = client();
     // The usual cycle is exported from 0 before anything happens, so that Prometheus's
     // increase() sees the first opening (a series born at 1 reads as no increase).
@@ -390,7 +395,7 @@ async fn hung_upstream_trips_on_read_timeouts() {
 #[tokio::test(flavor = "multi_thread")]
 async fn truncated_body_after_200_counts_as_failure() {
     let origin = TestUpstream::start(Mode::Truncate).await;
-    let gateway = TestGateway::start(&single_held("truncating", origin.addr, "")).await;
+    let gateway = TestGateway::start(&single_held("truncating", origin.addr, PATIENT)).await;
     let http = client();
     for _ in 0..3 {
         // The 200 header is already on its way; the body is cut short.

@@ -52,6 +52,9 @@ impl TestTravel {
     pub async fn start_services(services: &[Service], token_ttl: Duration) -> Self {
         let mut config = travel::Config::new(Some(JWT_SECRET)).unwrap();
         config.token_ttl = token_ttl;
+        // No test here stops parties; a loaded machine must not make trips answer 503 (and
+        // undo a trip it just created) because parties took longer than the default 2 s.
+        config.parties_timeout = Duration::from_secs(60);
         let mut local = LocalServices::bind(config, Database::FreshSqlite)
             .await
             .unwrap();
