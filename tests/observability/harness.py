@@ -16,12 +16,15 @@ import os
 import secrets
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
+from http.client import HTTPException
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -82,13 +85,16 @@ def sha256(data):
 
 
 def http(method, url, headers=None, body=None, timeout=10):
-    """(status, headers, body bytes); an HTTP error status is an answer, not an exception."""
+    """(status, headers, body bytes); an HTTP error status is an answer, not an exception, and
+    a connection that broke (a stopped gateway) is an OSError."""
     request = urllib.request.Request(url, method=method, headers=headers or {}, data=body)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.headers, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers, error.read()
+    except HTTPException as error:
+        raise ConnectionError(f"{method} {url}: {error!r}") from error
 
 
 def basic(login):
@@ -176,6 +182,16 @@ def jwt(secret, login):
     return (header + b"." + claims + b"." + signature).decode()
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Says nothing when the gateway drops a connection (it is stopped on purpose)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class Origin:
     """One upstream's backend: answers every request with a small JSON document (and, for the
     users service, `GET /auth` with a token for known Basic credentials, 401 otherwise), or
@@ -225,8 +241,7 @@ class Origin:
 
             do_GET = do_POST = do_HEAD = answer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         processes.on_exit(self.close)
@@ -273,9 +288,10 @@ class Gateway:
 
     UPSTREAMS = ("users", "paths", "trips", "parties")
 
-    def __init__(self, binary, work, origins, redis, secret, processes):
+    def __init__(self, binary, work, origins, redis, secret, processes, open_for="1s"):
         self.binary, self.work, self.origins, self.redis = binary, work, origins, redis
         self.secret, self.processes = secret, processes
+        self.open_for = open_for
         self.config_path = work / "gateway.yaml"
         self.log_path = work / "gateway.log"
 
@@ -304,8 +320,8 @@ breakers:
     failure_rate: 50%
     minimum_calls: 10
     window: 30s
-    open_for: 1s
-    max_open_for: 2s
+    open_for: {self.open_for}
+    max_open_for: {self.open_for}
     half_open_probes: 1
     failure_statuses: [500, 502, 503, 504]
 
@@ -323,14 +339,17 @@ routes:
   - {{ path: /auth, upstream: users, auth: none }}
   - {{ path: /user, upstream: users, cache: {{ ttl: 10s, scope: user }} }}
   - {{ path: /path, upstream: paths, cache: {{ ttl: 1s, scope: shared, stale_if_error: 10m }} }}
+  - {{ path: /path/search, upstream: paths }}
   - {{ path: /trip, upstream: trips, cache: {{ ttl: 30s, scope: user }} }}
   - {{ path: /party, upstream: parties }}
 """
 
-    def start(self):
+    def start(self, same_ports=False):
+        """Starts the gateway on free ports (or on the ports of the last start: a restart)."""
         env = dict(os.environ, JWT_SECRET=self.secret, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
-        for _ in range(3):
-            self.port, self.admin_port = free_port(), free_port()
+        for _ in range(1 if same_ports else 3):
+            if not same_ports:
+                self.port, self.admin_port = free_port(), free_port()
             self.write(self.config())
             log_file = open(self.log_path, "a")
             self.child = self.processes.start(
@@ -348,6 +367,11 @@ routes:
                     raise CheckFailed(f"the gateway exited at start-up:\n{self.log_tail()}")
         raise CheckFailed("the gateway found its ports taken three times in a row")
 
+    def restart(self):
+        """Stops the gateway (SIGINT: at once) and starts it again on the same ports."""
+        self.processes.stop(self.child, signal.SIGINT)
+        self.start(same_ports=True)
+
     def healthy(self):
         if self.child.poll() is not None:
             raise CheckFailed("the gateway exited")
@@ -361,11 +385,6 @@ routes:
 
     def admin_url(self, path):
         return f"http://127.0.0.1:{self.admin_port}{path}"
-
-    def get(self, path, login=None):
-        """(status, X-Cache) of one request through the gateway."""
-        status, headers, _ = http("GET", self.url(path), headers=basic(login) if login else {})
-        return status, headers.get("x-cache")
 
     def admin_json(self, path):
         status, _, body = http("GET", self.admin_url(path))
@@ -404,14 +423,14 @@ routes:
         raise CheckFailed(f"/admin/breakers has no backend {backend} of {upstream}")
 
 
-def start_all(work, processes, say):
+def start_all(work, processes, say, **gateway_options):
     """Origins, Redis and the gateway, started; returns the gateway."""
     binary = build_gateway(say)
     secret = secrets.token_hex(32)
     origins = {name: Origin(name, secret, processes)
                for name in ("users", "paths", "trips", "trips-2", "parties")}
     redis = Redis(work, processes)
-    gateway = Gateway(binary, work, origins, redis, secret, processes)
+    gateway = Gateway(binary, work, origins, redis, secret, processes, **gateway_options)
     gateway.start()
     say(f"gateway up: proxy :{gateway.port}, admin :{gateway.admin_port}, redis :{redis.port}")
     return gateway
@@ -437,19 +456,19 @@ class Load:
         while not self.stopped.is_set():
             n = self.rounds
             requests = [
-                ("/path?id=1", "ada"),
-                (f"/path/search?startpoint={n % 50}", "grace"),
-                (f"/trip?id={n}", "alan"),
-                ("/party?id=1", "ada"),
-                ("/user?id=2", "grace"),
-                ("/auth", "alan"),
-                ("/nowhere", None),
+                ("GET", "/path?id=1", "ada"),
+                ("GET", f"/path/search?startpoint={n % 50}", "grace"),  # uncached: sees every 503
+                ("GET", f"/trip?id={n // 2}", "alan"),  # a new trip every other round: half hits
+                ("GET", "/party?id=1", "ada"),
+                ("GET", "/user?id=2", "grace"),
+                ("GET", "/auth", "alan"),
+                ("GET", "/nowhere", None),
             ]
             if n % 10 == 0:
-                requests.append(("/party?id=2", f"newcomer{n // 10}"))
-            for path, login in requests:
+                requests.append(("GET", "/party?id=2", f"newcomer{n // 10}"))
+            for method, path, login in requests:
                 try:
-                    status, _ = g.get(path, login)
+                    status, _, _ = http(method, g.url(path), headers=basic(login) if login else {})
                 except OSError:
                     status = "error"
                 self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -465,3 +484,33 @@ class Load:
     def stop(self):
         self.stopped.set()
         self.thread.join(timeout=15)
+
+
+def run_check(name, logs, body):
+    """Runs `body(work, processes, say)` in a fresh work directory and exits: 0 when it
+    returned, 1 when it raised CheckFailed (printed, with the last lines of each of `logs`
+    in the work directory). Every process it started is stopped either way; the work
+    directory is kept on failure or with OBS_KEEP=1."""
+    say = log(name)
+    processes = Processes()
+    work = Path(tempfile.mkdtemp(prefix=f"gateway-{name.replace(' ', '-')}."))
+    started = time.monotonic()
+    ok = False
+    try:
+        body(work, processes, say)
+        say(f"passed in {time.monotonic() - started:.0f} s")
+        ok = True
+    except CheckFailed as error:
+        print(f"{Path(sys.argv[0]).name}: {error}", file=sys.stderr)
+        for log_name in logs:
+            path = work / log_name
+            if path.exists() and path.stat().st_size:
+                print(f"--- last lines of {path}:", file=sys.stderr)
+                print("\n".join(path.read_text(errors="replace").splitlines()[-15:]), file=sys.stderr)
+    finally:
+        processes.close()
+        if ok and not os.environ.get("OBS_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"{name}: work directory kept: {work}", file=sys.stderr)
+    sys.exit(0 if ok else 1)
