@@ -4,7 +4,8 @@ W3C WebDriver HTTP API (plain JSON over HTTP), loads `GET /` of a real gateway's
 (tests/observability/harness.py: the debug gateway, origins this script breaks and mends, a
 private Redis, background traffic on every route). Then:
 
-1. the page goes live and lists every backend, closed;
+1. the page asks for the admin token (the config sets `admin.token_env`, as compose does),
+   refuses a wrong one, takes the right one, goes live and lists every backend, closed;
 2. the paths backend answers 503: once the gateway reports its breaker open, the page must
    show it open within 2 s;
 3. a broken config is written: once the gateway has rejected it, the page must show the
@@ -13,8 +14,8 @@ private Redis, background traffic on every route). Then:
    $CARGO_TARGET_DIR/artifacts/admin-page.png (the path is printed);
 4. config and backend mended: once the gateway reports the breaker closed, the page must
    show it closed within 2 s, and the error gone;
-5. the gateway restarts on the same ports: the page must reconnect by itself and show the
-   new process (no transitions since its start).
+5. the gateway restarts on the same ports: the page must reconnect by itself, without
+   asking for the token again, and show the new process (no transitions since its start).
 
     tests/observability/admin_page.py          # builds the debug gateway (CARGO_TARGET_DIR)
     OBS_GATEWAY_BIN=path/to/gateway tests/observability/admin_page.py
@@ -110,6 +111,16 @@ class Browser:
     def script(self, source, *args):
         return self.session_call("POST", "/execute/sync", {"script": source, "args": list(args)})
 
+    def element(self, css):
+        found = self.session_call("POST", "/element", {"using": "css selector", "value": css})
+        return next(iter(found.values()))  # {"element-6066-...": id}
+
+    def type_into(self, css, text):
+        self.session_call("POST", f"/element/{self.element(css)}/value", {"text": text})
+
+    def click(self, css):
+        self.session_call("POST", f"/element/{self.element(css)}/click", {})
+
     def screenshot(self, path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(self.session_call("GET", "/screenshot")))
@@ -129,6 +140,8 @@ const rows = Array.from(document.querySelectorAll('#breakers tr')).map(tr =>
   [tr.dataset.upstream, tr.dataset.backend, tr.dataset.state, tr.querySelector('.state').textContent]);
 const error = document.getElementById('config-error');
 return {
+  locked: !document.getElementById('login').hidden && document.getElementById('app').hidden,
+  login_error: document.getElementById('login-error').textContent,
   conn: document.getElementById('conn').textContent,
   rows: rows,
   error: error.hidden ? null : error.textContent,
@@ -175,8 +188,17 @@ def check(work, processes, say):
     browser = Browser(work, processes)
     say(f"chromedriver on :{browser.port}, headless Chromium session {browser.session[:8]}")
 
-    # 1. Live, every backend listed and closed.
+    # 1. The admin token asked for (as in compose), a wrong one refused; then live, every
+    #    backend listed and closed.
     browser.open(gateway.admin_url("/"))
+    eventually("the page asks for the admin token", lambda: (
+        (state := page(browser))["locked"] and state["conn"] == "locked" and not state["rows"]))
+    browser.type_into("#token", "not-the-token")
+    browser.click("#login button")
+    eventually("the page refuses a wrong token", lambda: page(browser)["login_error"] == "Wrong token.")
+    browser.type_into("#token", gateway.admin_token)
+    browser.click("#login button")
+    say("the page asked for the admin token and refused a wrong one")
     backends = [(u["name"], b["backend"]) for u in gateway.admin_json("/admin/breakers")["upstreams"]
                 for b in u["backends"]]
     eventually("the page goes live with every backend closed", lambda: (

@@ -292,6 +292,7 @@ class Gateway:
         self.binary, self.work, self.origins, self.redis = binary, work, origins, redis
         self.secret, self.processes = secret, processes
         self.open_for = open_for
+        self.admin_token = secrets.token_hex(24)
         self.config_path = work / "gateway.yaml"
         self.log_path = work / "gateway.log"
 
@@ -304,8 +305,11 @@ server:
   grace_period: 1s
   watch_interval: 100ms
 
+# As deploy/compose/gateway.yaml: a token for everything but the probe and the scrape.
 admin:
   listen: 127.0.0.1:{self.admin_port}
+  token_env: GATEWAY_ADMIN_TOKEN
+  open_paths: [/healthz, /metrics]
 
 upstreams:
   users:   {{ backends: [{o['users'].address}], breaker: default }}
@@ -346,7 +350,8 @@ routes:
 
     def start(self, same_ports=False):
         """Starts the gateway on free ports (or on the ports of the last start: a restart)."""
-        env = dict(os.environ, JWT_SECRET=self.secret, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+        env = dict(os.environ, JWT_SECRET=self.secret, GATEWAY_ADMIN_TOKEN=self.admin_token,
+                   RUST_LOG=os.environ.get("RUST_LOG", "warn"))
         for _ in range(1 if same_ports else 3):
             if not same_ports:
                 self.port, self.admin_port = free_port(), free_port()
@@ -387,7 +392,8 @@ routes:
         return f"http://127.0.0.1:{self.admin_port}{path}"
 
     def admin_json(self, path):
-        status, _, body = http("GET", self.admin_url(path))
+        status, _, body = http("GET", self.admin_url(path),
+                               headers={"Authorization": f"Bearer {self.admin_token}"})
         if status != 200:
             raise CheckFailed(f"GET {path} on the admin port answered {status}")
         return json.loads(body)
