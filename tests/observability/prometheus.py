@@ -15,7 +15,8 @@ Under background traffic on every route, it then:
 4. runs every PromQL expression of deploy/grafana/dashboards/gateway.json and every alert
    expression through Prometheus's /api/v1/query: each must parse and evaluate, every panel
    must return at least one series, and the panels that show what this run did (the
-   transition, the rejections, the stale answers, the reloads...) must show it.
+   transition, the rejections, the stale answers, the reloads...) must show it; every
+   metric an alert reads must be in the gateway's scrape.
 
     tests/observability/prometheus.py          # builds the debug gateway (CARGO_TARGET_DIR)
     OBS_GATEWAY_BIN=path/to/gateway tests/observability/prometheus.py
@@ -212,9 +213,15 @@ def check_alert_expressions(prom):
             problems.append(f"alert {rule['name']}: rule health {rule['health']}: {rule.get('lastError')}")
         try:
             data = prom.query(rule["query"])
-            say(f"  alert {rule['name']}: parses, {len(data['result'])} series now")
         except CheckFailed as error:
             problems.append(f"alert {rule['name']}: {error}")
+            continue
+        # A misspelt metric parses and never fires: every metric an alert reads must exist.
+        metrics = sorted(set(re.findall(r"\bgateway_[a-z0-9_]+", rule["query"])))
+        unknown = [m for m in metrics if not prom.query(f'count({{__name__="{m}"}})')["result"]]
+        if unknown:
+            problems.append(f"alert {rule['name']}: no series of {unknown} in a gateway's scrape")
+        say(f"  alert {rule['name']}: parses, reads {', '.join(metrics)}; {len(data['result'])} series now")
     return problems
 
 
