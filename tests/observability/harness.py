@@ -255,19 +255,27 @@ class Redis:
     """A private redis-server on an ephemeral port: the gateway's cache store."""
 
     def __init__(self, work, processes):
+        self.work, self.processes = work, processes
         for _ in range(3):
             self.port = free_port()
-            self.child = processes.start("redis-server", [
-                "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(work),
-            ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
-                eventually("redis-server answers PING", self.ping, deadline=10)
+                self.start()
                 return
             except CheckFailed:
                 if self.child.poll() is None:
                     raise
         raise CheckFailed("redis-server could not start on a free port three times in a row")
+
+    def start(self):
+        self.child = self.processes.start("redis-server", [
+            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(self.work),
+        ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        eventually("redis-server answers PING", self.ping, deadline=10)
+
+    def stop(self):
+        """An outage of the store: the process killed (its port stays ours to restart on)."""
+        self.processes.stop(self.child, signal.SIGKILL)
 
     def ping(self):
         if self.child.poll() is not None:

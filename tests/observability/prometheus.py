@@ -12,7 +12,8 @@ Under background traffic on every route, it then:
 2. makes the paths backend answer 503: its breaker opens, and GatewayBreakerOpen must go
    pending, then firing; mends it: the breaker closes, and the alert must resolve;
 3. writes a broken config: GatewayConfigReloadFailed must fire; restores it: it must resolve;
-4. runs every PromQL expression of deploy/grafana/dashboards/gateway.json and every alert
+4. kills the private Redis: GatewayCacheStoreDown must fire; restarts it: it must resolve;
+5. runs every PromQL expression of deploy/grafana/dashboards/gateway.json and every alert
    expression through Prometheus's /api/v1/query: each must parse and evaluate, every panel
    must return at least one series, and the panels that show what this run did (the
    transition, the rejections, the stale answers, the reloads...) must show it; every
@@ -275,7 +276,17 @@ def check(work, processes, say):
     watch_alert(prom, "GatewayConfigReloadFailed", {}, ["firing", "inactive"], deadline=15)
     say("config mended: GatewayConfigReloadFailed resolved")
 
-    # 4. Every expression, against what Prometheus now holds.
+    # 4. The cache store goes away and comes back.
+    gateway.redis.stop()
+    eventually("the gateway sees its cache store down", lambda: not gateway.admin_json("/admin/cache")["up"])
+    watch_alert(prom, "GatewayCacheStoreDown", {"store": "redis"}, ["inactive", "pending", "firing"], deadline=15)
+    say("redis-server killed: GatewayCacheStoreDown inactive -> pending -> firing")
+    gateway.redis.start()
+    eventually("the gateway reconnects to its cache store", lambda: gateway.admin_json("/admin/cache")["up"])
+    watch_alert(prom, "GatewayCacheStoreDown", {"store": "redis"}, ["firing", "inactive"], deadline=15)
+    say("redis-server back: GatewayCacheStoreDown resolved")
+
+    # 5. Every expression, against what Prometheus now holds.
     scraped_since(prom, time.time())
     load.stop()
     window = f"{math.ceil(time.time() - run_start) + 5}s"
