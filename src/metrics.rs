@@ -3,11 +3,12 @@
 //! bounded vocabularies (method, status, outcome, state) only: never a raw path, a client
 //! address, a login or a token. Documented in `docs/metrics.md`.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 use http::Method;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets for a proxy: fine below a millisecond, coarse past a second.
@@ -340,6 +341,106 @@ pub static EXCHANGE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+/// One route's series of the per-request metrics (`gateway_requests_total`,
+/// `gateway_request_duration_seconds`, `gateway_cache_requests_total`), each looked up in
+/// its family at first use and kept, so a request costs no label lookup (hashing every
+/// label value) once its series exists. A series still appears only when first counted.
+pub struct RouteSeries {
+    route: std::sync::Arc<str>,
+    duration: OnceLock<Histogram>,
+    /// `gateway_requests_total` by method (see [`method_label`]), then the first
+    /// [`STATUS_SLOTS`] statuses seen with it; rarer ones are looked up each time.
+    requests: [[OnceLock<(u16, IntCounter)>; STATUS_SLOTS]; METHODS],
+    /// `gateway_cache_requests_total` by [`CacheResult`].
+    cache: [OnceLock<IntCounter>; 4],
+}
+
+/// Statuses kept per method and route: a route answers with few distinct ones.
+const STATUS_SLOTS: usize = 8;
+/// The label values [`method_label`] can return.
+const METHODS: usize = 10;
+
+/// How the cache answered a request (`gateway_cache_requests_total`'s `result`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    Hit,
+    Miss,
+    Stale,
+    Bypass,
+}
+
+impl CacheResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Stale => "stale",
+            CacheResult::Bypass => "bypass",
+        }
+    }
+}
+
+impl RouteSeries {
+    pub fn new(route: std::sync::Arc<str>) -> Self {
+        RouteSeries {
+            route,
+            duration: OnceLock::new(),
+            requests: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
+            cache: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+
+    /// Counts one answered request and its duration.
+    pub fn count_request(&self, method: &Method, status: u16, seconds: f64) {
+        self.duration
+            .get_or_init(|| REQUEST_DURATION.with_label_values(&[&*self.route]))
+            .observe(seconds);
+        let lookup = || {
+            REQUESTS.with_label_values(&[&*self.route, method_label(method), status_label(status)])
+        };
+        for slot in &self.requests[method_index(method)] {
+            // An empty slot takes this status; two threads filling one slot at once both
+            // end with the winner's, and the loser goes on to the next slot.
+            let (held, counter) = slot.get_or_init(|| (status, lookup()));
+            if *held == status {
+                counter.inc();
+                return;
+            }
+        }
+        lookup().inc();
+    }
+
+    pub fn count_cache(&self, result: CacheResult) {
+        self.cache[result as usize]
+            .get_or_init(|| CACHE_REQUESTS.with_label_values(&[&*self.route, result.as_str()]))
+            .inc();
+    }
+}
+
+impl std::fmt::Debug for RouteSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteSeries")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The index of [`method_label`]'s value.
+fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::POST => 2,
+        Method::PUT => 3,
+        Method::DELETE => 4,
+        Method::PATCH => 5,
+        Method::OPTIONS => 6,
+        Method::CONNECT => 7,
+        Method::TRACE => 8,
+        _ => 9,
+    }
+}
+
 /// Methods outside the standard set share one label value, keeping cardinality bounded.
 pub fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -401,4 +502,35 @@ pub fn render() -> Vec<u8> {
     // Encoding into a Vec cannot fail for well-formed families.
     let _ = TextEncoder::new().encode(&REGISTRY.gather(), &mut buffer);
     buffer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_series_count_where_label_lookups_would() {
+        let route = "series-test-route";
+        let series = RouteSeries::new(std::sync::Arc::from(route));
+        let value =
+            |method: &str, status: &str| REQUESTS.with_label_values(&[route, method, status]).get();
+        // More distinct statuses than slots: the rarer ones are still counted.
+        for status in 200..212u16 {
+            for _ in 0..2 {
+                series.count_request(&Method::GET, status, 0.001);
+            }
+        }
+        series.count_request(&Method::POST, 201, 0.001);
+        for status in 200..212u16 {
+            assert_eq!(value("GET", status_label(status)), 2, "status {status}");
+        }
+        assert_eq!(value("POST", "201"), 1);
+        let histogram = REQUEST_DURATION.with_label_values(&[route]);
+        assert_eq!(histogram.get_sample_count(), 25);
+        series.count_cache(CacheResult::Hit);
+        series.count_cache(CacheResult::Hit);
+        series.count_cache(CacheResult::Stale);
+        let cache = |result| CACHE_REQUESTS.with_label_values(&[route, result]).get();
+        assert_eq!((cache("hit"), cache("stale"), cache("miss")), (2, 1, 0));
+    }
 }

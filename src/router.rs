@@ -7,10 +7,13 @@ use std::{collections::HashMap, sync::Arc};
 
 use http::Method;
 
-use crate::config::{AuthMode, BodyPolicy, RouteCachePolicy, RouteSpec};
+use crate::{
+    config::{AuthMode, BodyPolicy, RouteCachePolicy, RouteSpec},
+    metrics::RouteSeries,
+};
 
 /// A route as the request path needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Route {
     pub id: Arc<str>,
     /// The route's configured path (its cache namespace).
@@ -24,6 +27,8 @@ pub struct Route {
     pub body: BodyPolicy,
     /// Index of the route's rate-limit policy in `State::rate_limits`.
     pub rate_limit: Option<usize>,
+    /// Its series of the per-request metrics, kept from first use.
+    pub series: RouteSeries,
     methods: Option<Arc<[Method]>>,
 }
 
@@ -47,30 +52,35 @@ pub enum RouteError {
 
 #[derive(Debug, Default)]
 pub struct Router {
-    by_prefix: HashMap<String, Vec<Route>>,
+    /// Routes behind an `Arc`, so a request's context holds one with one reference count.
+    by_prefix: HashMap<String, Vec<Arc<Route>>>,
 }
 
 impl Router {
     pub fn new(routes: &[RouteSpec]) -> Self {
-        let mut by_prefix: HashMap<String, Vec<Route>> = HashMap::new();
+        let mut by_prefix: HashMap<String, Vec<Arc<Route>>> = HashMap::new();
         for spec in routes {
-            by_prefix.entry(spec.path.clone()).or_default().push(Route {
-                id: spec.id.clone(),
-                path: Arc::from(spec.path.as_str()),
-                upstream: spec.upstream,
-                auth: spec.auth,
-                cache: spec.cache,
-                invalidates: Arc::from(spec.invalidates.as_slice()),
-                body: spec.body,
-                rate_limit: spec.rate_limit,
-                methods: spec.methods.as_deref().map(Arc::from),
-            });
+            by_prefix
+                .entry(spec.path.clone())
+                .or_default()
+                .push(Arc::new(Route {
+                    id: spec.id.clone(),
+                    path: Arc::from(spec.path.as_str()),
+                    upstream: spec.upstream,
+                    auth: spec.auth,
+                    cache: spec.cache,
+                    invalidates: Arc::from(spec.invalidates.as_slice()),
+                    body: spec.body,
+                    rate_limit: spec.rate_limit,
+                    series: RouteSeries::new(spec.id.clone()),
+                    methods: spec.methods.as_deref().map(Arc::from),
+                }));
         }
         Router { by_prefix }
     }
 
     /// The route for `method` and `path` (the path without its query).
-    pub fn route(&self, method: &Method, path: &str) -> Result<&Route, RouteError> {
+    pub fn route(&self, method: &Method, path: &str) -> Result<&Arc<Route>, RouteError> {
         check_path(path).map_err(RouteError::UnsafePath)?;
         let mut allow: Vec<Method> = Vec::new();
         for prefix in prefixes(path) {

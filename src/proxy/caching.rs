@@ -8,14 +8,14 @@ use http::{Method, header};
 use pingora::http::ResponseHeader;
 use pingora_proxy::Session;
 
-use super::RequestCtx;
+use super::{RequestCtx, RequestId};
 use crate::{
     cache::{
         CachedResponse, Coalesced, Collector, LeaderGuard, Lookup, RequestKey, ResponseCache,
         unix_ms,
     },
     headers::{REQUEST_ID, X_CACHE},
-    metrics,
+    metrics::CacheResult,
 };
 
 /// How long a request waits for another request fetching the same key.
@@ -56,13 +56,14 @@ pub enum Looked {
 /// Looks the request up. Runs after authentication, so an unauthenticated request never
 /// sees a cached body.
 pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Result<Looked> {
+    // Uncached routes (most requests) leave before anything is cloned.
+    let Some(policy) = ctx.route.as_ref().and_then(|route| route.cache) else {
+        return Ok(Looked::Proceed);
+    };
     let (Some(route), Some(state)) = (ctx.route.clone(), ctx.state.clone()) else {
         return Ok(Looked::Proceed);
     };
     let cache = &*state.cache;
-    let Some(policy) = route.cache else {
-        return Ok(Looked::Proceed);
-    };
     let header = session.req_header();
     if !crate::cache::is_cacheable_method(&header.method) {
         return Ok(Looked::Proceed);
@@ -78,7 +79,7 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
         .await
     else {
         // The store cannot be asked: proxy uncached, without an error.
-        count(&route.id, "bypass");
+        route.series.count_cache(CacheResult::Bypass);
         ctx.cache = Some(CacheState {
             key: None,
             label: "BYPASS",
@@ -98,7 +99,7 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
     if !refresh {
         match cache.lookup(&key, SystemTime::now()).await {
             Lookup::Fresh(entry) => {
-                count(&route.id, "hit");
+                route.series.count_cache(CacheResult::Hit);
                 answer(session, &entry, "HIT", &ctx.request_id).await?;
                 return Ok(Looked::Answered);
             }
@@ -109,14 +110,18 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
             Coalesced::Leader(guard) => state.leader = Some(guard),
             Coalesced::Waited => {
                 if let Lookup::Fresh(entry) = cache.lookup(&key, SystemTime::now()).await {
-                    count(&route.id, "hit");
+                    route.series.count_cache(CacheResult::Hit);
                     answer(session, &entry, "HIT", &ctx.request_id).await?;
                     return Ok(Looked::Answered);
                 }
             }
         }
     }
-    count(&route.id, if refresh { "bypass" } else { "miss" });
+    route.series.count_cache(if refresh {
+        CacheResult::Bypass
+    } else {
+        CacheResult::Miss
+    });
     ctx.cache = Some(state);
     Ok(Looked::Proceed)
 }
@@ -131,7 +136,7 @@ pub async fn answer_stale(session: &mut Session, ctx: &mut RequestCtx) -> bool {
         return false;
     };
     if let Some(route) = &ctx.route {
-        count(&route.id, "stale");
+        route.series.count_cache(CacheResult::Stale);
     }
     answer(session, &entry, "STALE", &ctx.request_id)
         .await
@@ -143,7 +148,7 @@ pub async fn answer(
     session: &mut Session,
     entry: &CachedResponse,
     label: &str,
-    request_id: &str,
+    request_id: &RequestId,
 ) -> pingora::Result<()> {
     let mut header = ResponseHeader::build(entry.status, Some(6))?;
     if let Some(content_type) = entry.content_type() {
@@ -155,7 +160,7 @@ pub async fn answer(
         header::AGE,
         entry.age_secs(unix_ms(SystemTime::now())).to_string(),
     )?;
-    header.insert_header(REQUEST_ID, request_id)?;
+    header.insert_header(REQUEST_ID, request_id.header_value())?;
     session
         .write_response_header(Box::new(header), false)
         .await?;
@@ -224,10 +229,4 @@ pub fn on_body(
     let stale_until = fresh_until + policy.stale_if_error.as_millis() as u64;
     let response = collected.finish(200, now, fresh_until, stale_until);
     cache.store(key, response, state.leader.take());
-}
-
-fn count(route: &str, result: &str) {
-    metrics::CACHE_REQUESTS
-        .with_label_values(&[route, result])
-        .inc();
 }

@@ -6,6 +6,7 @@ use super::{
     body::{ClientAbort, Streamed},
     caching::CacheState,
     problem::Problem,
+    request_id::RequestId,
 };
 use crate::{
     auth::Identity,
@@ -18,10 +19,10 @@ use crate::{
 #[derive(Debug)]
 pub struct RequestCtx {
     pub started: Instant,
-    pub request_id: String,
+    pub request_id: RequestId,
     /// The config snapshot this request runs under, taken in `request_filter`.
     pub state: Option<Arc<State>>,
-    pub route: Option<Route>,
+    pub route: Option<Arc<Route>>,
     /// Backends tried so far, one bit per backend index.
     pub tried: u64,
     pub attempts: u32,
@@ -54,7 +55,7 @@ impl RequestCtx {
     pub fn new(started: Instant) -> Self {
         RequestCtx {
             started,
-            request_id: String::new(),
+            request_id: RequestId::none(),
             state: None,
             route: None,
             tried: 0,
@@ -73,7 +74,12 @@ impl RequestCtx {
     }
 
     pub fn upstream(&self) -> Option<Arc<Upstream>> {
+        self.upstream_ref().cloned()
+    }
+
+    /// The route's upstream, borrowed (no reference count taken).
+    pub fn upstream_ref(&self) -> Option<&Arc<Upstream>> {
         let state = self.state.as_ref()?;
-        state.upstreams.get(self.route.as_ref()?.upstream).cloned()
+        state.upstreams.get(self.route.as_ref()?.upstream)
     }
 }

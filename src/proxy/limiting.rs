@@ -48,10 +48,14 @@ pub async fn check(
     ctx: &mut RequestCtx,
     stage: Stage,
 ) -> pingora::Result<bool> {
+    // Routes without a policy leave before the state is cloned.
+    let Some(policy) = ctx.route.as_ref().and_then(|route| route.rate_limit) else {
+        return Ok(false);
+    };
     let (Some(state), Some(route)) = (ctx.state.clone(), ctx.route.as_ref()) else {
         return Ok(false);
     };
-    let Some(limiter) = route.rate_limit.and_then(|i| state.rate_limits.policy(i)) else {
+    let Some(limiter) = state.rate_limits.policy(policy) else {
         return Ok(false);
     };
     let user = ctx.identity.as_ref().map(|i| i.user_id);

@@ -33,6 +33,7 @@ use tracing::{debug, warn};
 pub use self::context::RequestCtx;
 pub use self::header_deadline::HeaderDeadline;
 use self::problem::Problem;
+pub use self::request_id::RequestId;
 use crate::state::State;
 use crate::{
     auth::{AuthError, Identity},
@@ -79,7 +80,7 @@ impl Gateway {
             .authenticate(
                 authorization.as_deref(),
                 SystemTime::now(),
-                &ctx.request_id,
+                ctx.request_id.as_str(),
                 users,
                 limits,
             )
@@ -208,12 +209,12 @@ impl ProxyHttp for Gateway {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> Result<Box<HttpPeer>> {
-        let upstream = ctx.upstream().ok_or_else(no_route)?;
         let admitted = match ctx.admitted.take() {
             Some(attempt) => Ok(attempt),
             None => {
                 // A retry: the previous attempt, settled, gives its slot back first.
                 drop(ctx.attempt.take());
+                let upstream = ctx.upstream_ref().ok_or_else(no_route)?;
                 upstream.attempt(ctx.tried, Instant::now())
             }
         };
@@ -228,7 +229,8 @@ impl ProxyHttp for Gateway {
                 Ok(Box::new(peer))
             }
             Err(refused) => {
-                ctx.problem = Some(refusal(&upstream, refused));
+                let upstream = ctx.upstream_ref().ok_or_else(no_route)?;
+                ctx.problem = Some(refusal(upstream, refused));
                 Err(Error::explain(
                     ErrorType::HTTPStatus(503),
                     "no backend admitted by its circuit breaker or concurrency limit",
@@ -246,7 +248,7 @@ impl ProxyHttp for Gateway {
         for name in headers::IDENTITY {
             upstream_request.remove_header(name);
         }
-        upstream_request.insert_header(REQUEST_ID, &ctx.request_id)?;
+        upstream_request.insert_header(REQUEST_ID, ctx.request_id.header_value())?;
         if let Some(identity) = &ctx.identity {
             upstream_request
                 .insert_header(header::AUTHORIZATION, format!("Bearer {}", identity.token))?;
@@ -355,7 +357,7 @@ impl ProxyHttp for Gateway {
         response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
-        response.insert_header(REQUEST_ID, &ctx.request_id)?;
+        response.insert_header(REQUEST_ID, ctx.request_id.header_value())?;
         limiting::add_headers(response, ctx)
     }
 
@@ -508,26 +510,32 @@ impl ProxyHttp for Gateway {
                 .with_label_values(&[route, abort.as_str()])
                 .inc();
         }
-        metrics::REQUESTS
-            .with_label_values(&[
-                route,
-                metrics::method_label(&header.method),
-                metrics::status_label(status),
-            ])
-            .inc();
-        metrics::REQUEST_DURATION
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
-        let upstream = ctx.upstream().map(|u| u.name.clone());
+        let seconds = elapsed.as_secs_f64();
+        match &ctx.route {
+            Some(route) => route.series.count_request(&header.method, status, seconds),
+            None => {
+                metrics::REQUESTS
+                    .with_label_values(&[
+                        route,
+                        metrics::method_label(&header.method),
+                        metrics::status_label(status),
+                    ])
+                    .inc();
+                metrics::REQUEST_DURATION
+                    .with_label_values(&[route])
+                    .observe(seconds);
+            }
+        }
+        let upstream = ctx.upstream_ref().map(|u| &*u.name);
         match e {
             Some(error) if classify::failure_kind(error).is_some() => warn!(
-                request_id = %ctx.request_id, route, upstream = upstream.as_deref(), status,
+                request_id = %ctx.request_id, route, upstream, status,
                 elapsed_ms = elapsed.as_millis() as u64, error = %error,
                 "upstream call failed"
             ),
             _ => debug!(
                 request_id = %ctx.request_id, method = %header.method, path = header.uri.path(),
-                route, upstream = upstream.as_deref(), status, elapsed_ms = elapsed.as_millis() as u64,
+                route, upstream, status, elapsed_ms = elapsed.as_millis() as u64,
                 "request"
             ),
         }
@@ -576,9 +584,7 @@ fn no_route() -> Box<Error> {
 fn refusal(upstream: &Upstream, refused: Refused) -> Problem {
     match refused {
         Refused::Unavailable(unavailable) => {
-            metrics::BREAKER_REJECTIONS
-                .with_label_values(&[&*upstream.name])
-                .inc();
+            upstream.count_rejection();
             Problem::breaker_open(&upstream.name, unavailable.retry_after)
         }
         Refused::Overloaded(shed) => {

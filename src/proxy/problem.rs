@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::Method;
+use http::{HeaderValue, Method, header};
 use pingora::http::ResponseHeader;
 use pingora_proxy::Session;
-use serde::Serialize;
 
+use super::request_id::{self, RequestId};
 use crate::ratelimit::{Verdict, exchange::LimitReason};
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
@@ -25,16 +25,6 @@ pub struct Problem {
     pub www_authenticate: Option<&'static str>,
     /// More headers for this kind of answer (the `RateLimit` fields of a 429).
     pub headers: Vec<(&'static str, String)>,
-}
-
-#[derive(Serialize)]
-struct Body<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    instance: &'a str,
 }
 
 impl Problem {
@@ -256,15 +246,30 @@ impl Problem {
         Problem::new(status, kind, title, title.to_ascii_lowercase())
     }
 
+    /// The RFC 9457 body, `instance` being the request's path: the bytes `serde_json`
+    /// writes for these fields in this order, written straight into one buffer sized for
+    /// them (it grows only if a string needs escapes), so an answer's body is one
+    /// allocation.
     pub fn body(&self, instance: &str) -> Bytes {
-        let body = Body {
-            kind: self.kind,
-            title: self.title,
-            status: self.status,
-            detail: &self.detail,
-            instance,
+        let mut digits = [0u8; 5];
+        let status = decimal(self.status, &mut digits);
+        let strings = [self.kind, self.title, &self.detail, instance];
+        // The four strings with their quotes, the status, the names and punctuation (50).
+        let size = strings.iter().map(|s| s.len() + 2).sum::<usize>() + status.len() + 50;
+        let mut body = Vec::with_capacity(size);
+        let field = |body: &mut Vec<u8>, name: &[u8], value: &str| {
+            body.extend_from_slice(name);
+            // Writing to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *body, value);
         };
-        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+        field(&mut body, b"{\"type\":", self.kind);
+        field(&mut body, b",\"title\":", self.title);
+        body.extend_from_slice(b",\"status\":");
+        body.extend_from_slice(status);
+        field(&mut body, b",\"detail\":", &self.detail);
+        field(&mut body, b",\"instance\":", instance);
+        body.push(b'}');
+        Bytes::from(body)
     }
 
     /// Retry-After in whole seconds, rounded up, never 0 (0 would invite a hot loop).
@@ -276,46 +281,99 @@ impl Problem {
         })
     }
 
+    /// The answer's header. Built without Pingora's header-case map and with typed names
+    /// and static values where they are fixed, so each header is one insertion with no
+    /// parsing or copying; the bytes on the wire are the same (standard names titled,
+    /// ours lower-case).
     pub fn response_header(
         &self,
         body_len: usize,
-        request_id: &str,
+        request_id: &RequestId,
     ) -> pingora::Result<ResponseHeader> {
-        let mut header = ResponseHeader::build(self.status, Some(8))?;
-        header.insert_header(http::header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE)?;
-        header.insert_header(http::header::CONTENT_LENGTH, body_len.to_string())?;
-        header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        let mut response = uncased_response(self.status, 8)?;
+        let headers = &mut response.headers;
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body_len));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if !request_id.is_empty() {
-            header.insert_header(crate::headers::REQUEST_ID, request_id)?;
+            headers.insert(request_id::header_name(), request_id.header_value());
         }
         if let Some(secs) = self.retry_after_secs() {
-            header.insert_header(http::header::RETRY_AFTER, secs.to_string())?;
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(challenge) = self.www_authenticate {
-            header.insert_header(http::header::WWW_AUTHENTICATE, challenge)?;
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         for (name, value) in &self.headers {
-            header.insert_header(*name, value.as_str())?;
+            headers.insert(*name, header_value(value)?);
         }
         if !self.allow.is_empty() {
             let list: Vec<&str> = self.allow.iter().map(Method::as_str).collect();
-            header.insert_header(http::header::ALLOW, list.join(", "))?;
+            headers.insert(header::ALLOW, header_value(&list.join(", "))?);
         }
-        Ok(header)
+        Ok(ResponseHeader::from(response))
     }
 
     /// Writes the whole response. The downstream connection stays reusable: Pingora drains
     /// an unread request body before reusing it.
-    pub async fn write(&self, session: &mut Session, request_id: &str) -> pingora::Result<()> {
-        let instance = session.req_header().uri.path().to_owned();
-        let body = self.body(&instance);
+    pub async fn write(
+        &self,
+        session: &mut Session,
+        request_id: &RequestId,
+    ) -> pingora::Result<()> {
+        let request = session.req_header();
+        let body = self.body(request.uri.path());
+        let head = request.method == Method::HEAD;
         let header = self.response_header(body.len(), request_id)?;
         session
             .write_response_header(Box::new(header), false)
             .await?;
-        let body = (session.req_header().method != Method::HEAD).then_some(body);
-        session.write_response_body(body, true).await?;
+        session
+            .write_response_body((!head).then_some(body), true)
+            .await?;
         Ok(())
+    }
+}
+
+/// The parts of a response with `status` and room for `headers` headers, to be filled
+/// through `http`'s own `HeaderMap` and then made a [`ResponseHeader`]: one without
+/// Pingora's header-case map, so a header costs one insertion (no name parsing, no case
+/// copy). On the wire, standard names come out titled and the gateway's own lower-case,
+/// exactly as `ResponseHeader::insert_header` writes them.
+pub fn uncased_response(status: u16, headers: usize) -> pingora::Result<http::response::Parts> {
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = http::StatusCode::from_u16(status).map_err(|_| {
+        pingora::Error::explain(pingora::ErrorType::InternalError, "invalid status")
+    })?;
+    parts.headers.reserve(headers);
+    Ok(parts)
+}
+
+fn header_value(value: &str) -> pingora::Result<HeaderValue> {
+    HeaderValue::from_str(value).map_err(|_| {
+        pingora::Error::explain(
+            pingora::ErrorType::InvalidHTTPHeader,
+            "invalid header value",
+        )
+    })
+}
+
+/// `n` in decimal, in `buf`.
+fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &[u8] {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[start..];
+        }
     }
 }
 
@@ -330,6 +388,77 @@ pub fn rate_limit_headers(verdict: &Verdict) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The body as `serde_json` writes it, which `Problem::body` must match byte for byte.
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        title: &'a str,
+        status: u16,
+        detail: &'a str,
+        instance: &'a str,
+    }
+
+    #[test]
+    fn body_is_what_serde_json_writes() {
+        let problems = [
+            Problem::breaker_open("paths", Duration::from_secs(3)),
+            Problem::not_found(),
+            Problem::from_status(504),
+            Problem::bad_path("a \"quoted\" \\ path\twith\u{1}controls and ünïcode"),
+        ];
+        for problem in problems {
+            for instance in ["/path/42", "/a\"b\\c\u{7f}\u{0}/é", ""] {
+                let expected = serde_json::to_vec(&Body {
+                    kind: problem.kind,
+                    title: problem.title,
+                    status: problem.status,
+                    detail: &problem.detail,
+                    instance,
+                })
+                .unwrap();
+                let body = problem.body(instance);
+                assert_eq!(
+                    String::from_utf8_lossy(&body),
+                    String::from_utf8_lossy(&expected)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn header_has_every_field_with_fixed_values_shared() {
+        let problem = Problem::breaker_open("paths", Duration::from_millis(2500));
+        let id = request_id::generate();
+        let header = problem.response_header(123, &id).unwrap();
+        let get = |name: &str| header.headers.get(name).unwrap().to_str().unwrap();
+        assert_eq!(header.status.as_u16(), 503);
+        assert_eq!(get("content-type"), PROBLEM_CONTENT_TYPE);
+        assert_eq!(get("content-length"), "123");
+        assert_eq!(get("cache-control"), "no-store");
+        assert_eq!(get("retry-after"), "3");
+        assert_eq!(get("x-request-id"), id.as_str());
+        // On the wire, byte for byte what Pingora's case-keeping `insert_header` writes.
+        let mut cased = ResponseHeader::build(503, Some(8)).unwrap();
+        cased
+            .insert_header(header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE)
+            .unwrap();
+        cased.insert_header(header::CONTENT_LENGTH, "123").unwrap();
+        cased
+            .insert_header(header::CACHE_CONTROL, "no-store")
+            .unwrap();
+        cased
+            .insert_header(crate::headers::REQUEST_ID, id.as_str())
+            .unwrap();
+        cased.insert_header(header::RETRY_AFTER, "3").unwrap();
+        let wire = |h: &ResponseHeader| {
+            let mut wire = Vec::new();
+            h.header_to_h1_wire(&mut wire);
+            String::from_utf8(wire).unwrap()
+        };
+        assert_eq!(wire(&header), wire(&cased));
+    }
 
     #[test]
     fn body_is_rfc9457_shaped() {

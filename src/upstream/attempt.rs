@@ -30,10 +30,7 @@ use std::{
 use pingora::upstreams::peer::HttpPeer;
 
 use super::{Backend, Upstream};
-use crate::{
-    breaker::{CallOutcome, FailureKind, Permit, Receipt, classify},
-    metrics,
-};
+use crate::breaker::{CallOutcome, FailureKind, Permit, Receipt, classify};
 
 /// A call admitted to one backend of an upstream. Hold it for as long as the backend works
 /// on the request (the whole response); drop it when done.
@@ -211,9 +208,7 @@ impl Drop for Attempt {
         self.cancel();
         if let Some(backend) = self.upstream.backends.get(self.backend) {
             self.upstream.bulkhead.release(&backend.in_flight);
-            metrics::UPSTREAM_ATTEMPTS
-                .with_label_values(&[&*self.upstream.name, &*backend.label, self.outcome])
-                .inc();
+            backend.count_attempt(&self.upstream.name, self.outcome);
         }
     }
 }

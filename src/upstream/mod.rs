@@ -12,7 +12,7 @@ pub mod health;
 use std::{
     net::SocketAddr,
     sync::{
-        Arc,
+        Arc, OnceLock,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -23,7 +23,7 @@ use self::bulkhead::{Bulkhead, SHED_RETRY_AFTER, Shed};
 use self::health::{CheckResult, Health, Verdict};
 
 use pingora::upstreams::peer::HttpPeer;
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
 use tracing::{info, warn};
 
 use crate::{
@@ -52,9 +52,25 @@ pub struct Backend {
     /// What the active health checks concluded (shared across reloads like the breaker).
     pub health: Arc<Health>,
     peer: HttpPeer,
+    /// This backend's series of `gateway_upstream_attempts_total` for the two outcomes
+    /// nearly every attempt ends with (`success`, `cancelled`), looked up at first use and
+    /// kept; other outcomes are looked up each time.
+    attempt_series: [OnceLock<IntCounter>; 2],
 }
 
 impl Backend {
+    /// Counts one attempt on this backend of `upstream` under its final `outcome`.
+    fn count_attempt(&self, upstream: &str, outcome: &'static str) {
+        let lookup =
+            || metrics::UPSTREAM_ATTEMPTS.with_label_values(&[upstream, &*self.label, outcome]);
+        let slot = match outcome {
+            "success" => &self.attempt_series[0],
+            "cancelled" => &self.attempt_series[1],
+            _ => return lookup().inc(),
+        };
+        slot.get_or_init(lookup).inc();
+    }
+
     /// Attempts on this backend now: admitted by [`Upstream::attempt`] and not yet dropped.
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
@@ -84,6 +100,9 @@ pub struct Upstream {
     /// Active health checks of every backend, if configured (run by `crate::checker`).
     pub health_check: Option<HealthCheckSpec>,
     next: AtomicUsize,
+    /// This upstream's series of `gateway_breaker_rejections_total`, looked up at its first
+    /// rejection and kept, so a rejection costs no label lookup.
+    rejections: OnceLock<IntCounter>,
 }
 
 /// No backend can take the request now.
@@ -189,6 +208,7 @@ impl Upstream {
                     in_flight: in_flight.unwrap_or_default(),
                     health,
                     peer,
+                    attempt_series: Default::default(),
                 }
             })
             .collect();
@@ -208,6 +228,7 @@ impl Upstream {
             bulkhead,
             health_check: spec.health_check.clone(),
             next: AtomicUsize::new(0),
+            rejections: OnceLock::new(),
         }
     }
 
@@ -346,6 +367,13 @@ impl Upstream {
                     .force_close(TransitionReason::HealthCheckRemoved, now);
             }
         }
+    }
+
+    /// Counts a request refused because no breaker admitted it.
+    pub fn count_rejection(&self) {
+        self.rejections
+            .get_or_init(|| metrics::BREAKER_REJECTIONS.with_label_values(&[&*self.name]))
+            .inc();
     }
 
     /// Whether a backend other than those `tried` exists at all.
