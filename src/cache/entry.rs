@@ -66,6 +66,14 @@ impl CachedResponse {
             .flatten()
     }
 
+    /// The content type as a header value sharing the entry's buffer (no copy).
+    pub fn content_type_value(&self) -> Option<http::HeaderValue> {
+        if self.type_len == 0 {
+            return None;
+        }
+        http::HeaderValue::from_maybe_shared(self.data.slice(..usize::from(self.type_len))).ok()
+    }
+
     /// The body, sharing the entry's buffer.
     pub fn body(&self) -> Bytes {
         self.data.slice(usize::from(self.type_len)..)

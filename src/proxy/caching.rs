@@ -4,17 +4,17 @@
 
 use std::time::SystemTime;
 
-use http::{Method, header};
+use http::{HeaderName, HeaderValue, Method, header};
 use pingora::http::ResponseHeader;
 use pingora_proxy::Session;
 
-use super::{RequestCtx, RequestId};
+use super::{RequestCtx, RequestId, problem, request_id};
 use crate::{
     cache::{
         CachedResponse, Coalesced, Collector, LeaderGuard, Lookup, RequestKey, ResponseCache,
         unix_ms,
     },
-    headers::{REQUEST_ID, X_CACHE},
+    headers::X_CACHE,
     metrics::CacheResult,
 };
 
@@ -69,13 +69,10 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
         return Ok(Looked::Proceed);
     }
     let refresh = crate::cache::client_wants_fresh(&header.headers);
-    let (path, query) = (
-        header.uri.path().to_owned(),
-        header.uri.query().map(str::to_owned),
-    );
     let user = ctx.identity.as_ref().map(|identity| identity.user_id);
+    let (path, query) = (header.uri.path(), header.uri.query());
     let Some(key) = cache
-        .request_key(&route.path, policy, &path, query.as_deref(), user)
+        .request_key(&route.path, policy, path, query, user)
         .await
     else {
         // The store cannot be asked: proxy uncached, without an error.
@@ -89,13 +86,7 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
         });
         return Ok(Looked::Proceed);
     };
-    let mut state = CacheState {
-        key: Some(key.clone()),
-        label: if refresh { "BYPASS" } else { "MISS" },
-        stale: None,
-        leader: None,
-        collected: None,
-    };
+    let (mut stale, mut leader) = (None, None);
     if !refresh {
         match cache.lookup(&key, SystemTime::now()).await {
             Lookup::Fresh(entry) => {
@@ -103,11 +94,11 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
                 answer(session, &entry, "HIT", &ctx.request_id).await?;
                 return Ok(Looked::Answered);
             }
-            Lookup::Stale(entry) => state.stale = Some(entry),
+            Lookup::Stale(entry) => stale = Some(entry),
             Lookup::Miss => {}
         }
         match cache.coalesce(&key, COALESCE_PATIENCE).await {
-            Coalesced::Leader(guard) => state.leader = Some(guard),
+            Coalesced::Leader(guard) => leader = Some(guard),
             Coalesced::Waited => {
                 if let Lookup::Fresh(entry) = cache.lookup(&key, SystemTime::now()).await {
                     route.series.count_cache(CacheResult::Hit);
@@ -117,12 +108,19 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
             }
         }
     }
-    route.series.count_cache(if refresh {
-        CacheResult::Bypass
+    let (label, result) = if refresh {
+        ("BYPASS", CacheResult::Bypass)
     } else {
-        CacheResult::Miss
+        ("MISS", CacheResult::Miss)
+    };
+    route.series.count_cache(result);
+    ctx.cache = Some(CacheState {
+        key: Some(key),
+        label,
+        stale,
+        leader,
+        collected: None,
     });
-    ctx.cache = Some(state);
     Ok(Looked::Proceed)
 }
 
@@ -143,26 +141,32 @@ pub async fn answer_stale(session: &mut Session, ctx: &mut RequestCtx) -> bool {
         .is_ok()
 }
 
-/// Writes a stored response with `X-Cache` and `Age`.
+/// Writes a stored response with `X-Cache` and `Age`. The header is built without
+/// Pingora's header-case map and from typed names, with the content type sharing the
+/// entry's buffer and the fixed values static; the body is the entry's buffer itself.
 pub async fn answer(
     session: &mut Session,
     entry: &CachedResponse,
-    label: &str,
+    label: &'static str,
     request_id: &RequestId,
 ) -> pingora::Result<()> {
-    let mut header = ResponseHeader::build(entry.status, Some(6))?;
-    if let Some(content_type) = entry.content_type() {
-        header.insert_header(header::CONTENT_TYPE, content_type)?;
+    let mut response = problem::uncased_response(entry.status, 6)?;
+    let headers = &mut response.headers;
+    if let Some(content_type) = entry.content_type_value() {
+        headers.insert(header::CONTENT_TYPE, content_type);
     }
-    header.insert_header(header::CONTENT_LENGTH, entry.body_len().to_string())?;
-    header.insert_header(X_CACHE, label)?;
-    header.insert_header(
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body_len()));
+    headers.insert(
+        HeaderName::from_static(X_CACHE),
+        HeaderValue::from_static(label),
+    );
+    headers.insert(
         header::AGE,
-        entry.age_secs(unix_ms(SystemTime::now())).to_string(),
-    )?;
-    header.insert_header(REQUEST_ID, request_id.header_value())?;
+        HeaderValue::from(entry.age_secs(unix_ms(SystemTime::now()))),
+    );
+    headers.insert(request_id::header_name(), request_id.header_value());
     session
-        .write_response_header(Box::new(header), false)
+        .write_response_header(Box::new(ResponseHeader::from(response)), false)
         .await?;
     let body = (session.req_header().method != Method::HEAD).then(|| entry.body());
     session.write_response_body(body, true).await?;
