@@ -1,6 +1,6 @@
 //! A stored response and its wire form in Redis. Only what a replay needs is kept: the
-//! status, the content type and the body, plus the times that decide fresh and stale.
-//! Never a request header, so never a credential.
+//! status, the content type and the body, plus the times that decide fresh and stale and
+//! the generation it was stored under. Never a request header, so never a credential.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -18,13 +18,17 @@ pub struct CachedResponse {
     pub fresh_until: u64,
     /// Served when the upstream fails until then (`fresh_until` + `stale_if_error`).
     pub stale_until: u64,
+    /// The generation counter's value it was stored under (set by `ResponseCache::store`):
+    /// it answers only while its counter still holds that value.
+    pub generation: u64,
 }
 
-/// Format version byte, so that a change of layout reads as a miss, not as garbage.
-const VERSION: u8 = 1;
+/// Format version byte, so that a change of layout reads as a miss, not as garbage
+/// (1: without the generation, when it was part of the key).
+const VERSION: u8 = 2;
 
 /// Bytes before the content type in the wire form.
-const WIRE_HEADER: usize = 29;
+const WIRE_HEADER: usize = 37;
 
 impl CachedResponse {
     /// An entry holding a copy of `content_type` and `body` (a content type longer than
@@ -91,6 +95,7 @@ impl CachedResponse {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = BytesMut::with_capacity(WIRE_HEADER + self.data.len());
         out.put_u8(VERSION);
+        out.put_u64(self.generation);
         out.put_u16(self.status);
         out.put_u64(self.stored_at);
         out.put_u64(self.fresh_until);
@@ -102,10 +107,17 @@ impl CachedResponse {
 
     /// `None` for anything that is not a well-formed entry of this version.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        let mut input = bytes;
+        Self::decode_owned(bytes.to_vec())
+    }
+
+    /// [`Self::decode`] of a buffer it takes over: the entry's content type and body stay
+    /// in it (no copy).
+    pub fn decode_owned(bytes: Vec<u8>) -> Option<Self> {
+        let mut input = &bytes[..];
         if input.remaining() < WIRE_HEADER || input.get_u8() != VERSION {
             return None;
         }
+        let generation = input.get_u64();
         let status = input.get_u16();
         let stored_at = input.get_u64();
         let fresh_until = input.get_u64();
@@ -118,10 +130,11 @@ impl CachedResponse {
         Some(CachedResponse {
             status,
             type_len,
-            data: Bytes::copy_from_slice(input),
+            data: Bytes::from(bytes).slice(WIRE_HEADER..),
             stored_at,
             fresh_until,
             stale_until,
+            generation,
         })
     }
 }
@@ -177,6 +190,7 @@ impl Collector {
             stored_at,
             fresh_until,
             stale_until,
+            generation: 0,
         }
     }
 }
@@ -187,7 +201,8 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_garbage() {
-        let entry = CachedResponse::new(200, Some("application/json"), br#"{"id":1}"#, 1, 2, 3);
+        let mut entry = CachedResponse::new(200, Some("application/json"), br#"{"id":1}"#, 1, 2, 3);
+        entry.generation = 7;
         assert_eq!(CachedResponse::decode(&entry.encode()), Some(entry.clone()));
         assert_eq!(entry.content_type(), Some("application/json"));
         assert_eq!(entry.body(), Bytes::from_static(br#"{"id":1}"#));

@@ -1,6 +1,8 @@
-//! Cache keys. A key is a SHA-256 over the route, the request path, the query with its
-//! parameters sorted by name (repeated names in their order), the user (for `user` scope)
-//! and the generation counters that invalidation bumps. Only ids go in: never a credential, a token or a header.
+//! Cache keys. An entry's key is a SHA-256 over the route, the request path, the query
+//! with its parameters sorted by name (repeated names in their order) and the user (for
+//! `user` scope); the generation counter that invalidation bumps has its own key per route
+//! path and owner, and an entry records the generation it was stored under. Only ids go
+//! in: never a credential, a token or a header.
 
 use aws_lc_rs::digest;
 
@@ -90,7 +92,6 @@ pub fn entry_key(
     path: &str,
     query: Option<&str>,
     owner: Owner,
-    generation: u64,
 ) -> String {
     let mut context = digest::Context::new(&digest::SHA256);
     let owner = match owner {
@@ -101,7 +102,6 @@ pub fn entry_key(
         context.update(&(part.len() as u64).to_le_bytes());
         context.update(part.as_bytes());
     }
-    context.update(&generation.to_le_bytes());
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut key = String::with_capacity(prefix.len() + 66);
     key.push_str(prefix);
@@ -119,7 +119,7 @@ mod tests {
 
     #[test]
     fn query_order_does_not_matter_but_values_do() {
-        let k = |q| entry_key("p:", "/path", "/path", Some(q), Owner::Everyone, 0);
+        let k = |q| entry_key("p:", "/path", "/path", Some(q), Owner::Everyone);
         assert_eq!(k("id=1&x=2"), k("x=2&id=1"));
         assert_eq!(k("id=1&&x=2"), k("x=2&id=1"));
         assert_ne!(k("id=1"), k("id=2"));
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn repeated_names_keep_their_order() {
-        let k = |q| entry_key("p:", "/path", "/path", Some(q), Owner::Everyone, 0);
+        let k = |q| entry_key("p:", "/path", "/path", Some(q), Owner::Everyone);
         // The services answer with the first value: these are different requests.
         assert_ne!(k("id=2&id=1"), k("id=1&id=2"));
         assert_ne!(k("id=1&%69d=2"), k("%69d=2&id=1"));
@@ -144,23 +144,19 @@ mod tests {
     }
 
     #[test]
-    fn owners_generations_and_paths_separate_entries() {
-        let base = entry_key("p:", "/trip", "/trip", Some("id=5"), Owner::User(1), 0);
+    fn owners_and_paths_separate_entries() {
+        let base = entry_key("p:", "/trip", "/trip", Some("id=5"), Owner::User(1));
         assert_ne!(
             base,
-            entry_key("p:", "/trip", "/trip", Some("id=5"), Owner::User(2), 0)
+            entry_key("p:", "/trip", "/trip", Some("id=5"), Owner::User(2))
         );
         assert_ne!(
             base,
-            entry_key("p:", "/trip", "/trip", Some("id=5"), Owner::Everyone, 0)
+            entry_key("p:", "/trip", "/trip", Some("id=5"), Owner::Everyone)
         );
         assert_ne!(
             base,
-            entry_key("p:", "/trip", "/trip", Some("id=5"), Owner::User(1), 1)
-        );
-        assert_ne!(
-            base,
-            entry_key("p:", "/trip", "/trips", Some("id=5"), Owner::User(1), 0)
+            entry_key("p:", "/trip", "/trips", Some("id=5"), Owner::User(1))
         );
         assert!(base.starts_with("p:c:"));
         assert_eq!(base.len(), "p:c:".len() + 64);

@@ -61,6 +61,12 @@ fn slot(key: &str) -> [u8; 32] {
 }
 
 impl MemoryStore {
+    /// The current value of a generation counter, created fresh when it has none.
+    pub fn generation(&self, key: &str) -> u64 {
+        self.generations
+            .get_with_by_ref(key, || self.fresh_generation())
+    }
+
     pub fn new(max_entries: u64, max_bytes: u64) -> Self {
         let floor = (max_bytes / max_entries.max(1)).max(1);
         MemoryStore {
@@ -86,10 +92,13 @@ impl Store for MemoryStore {
         "memory"
     }
 
-    async fn generation(&self, key: &str) -> Result<u64, StoreError> {
-        Ok(self
-            .generations
-            .get_with_by_ref(key, || self.fresh_generation()))
+    async fn current(
+        &self,
+        generation_key: &str,
+        entry_key: &str,
+    ) -> Result<(u64, Option<CachedResponse>), StoreError> {
+        let generation = self.generation(generation_key);
+        Ok((generation, self.entries.get(&slot(entry_key))))
     }
 
     async fn bump(&self, keys: &[String]) -> Result<(), StoreError> {
@@ -98,10 +107,6 @@ impl Store for MemoryStore {
                 .insert(key.clone(), self.fresh_generation());
         }
         Ok(())
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<CachedResponse>, StoreError> {
-        Ok(self.entries.get(&slot(key)))
     }
 
     async fn put(&self, key: String, entry: CachedResponse) -> Result<(), StoreError> {
@@ -153,8 +158,7 @@ mod tests {
 
     #[test]
     fn entry_keys_map_to_their_digest_and_others_are_hashed() {
-        let key =
-            super::super::key::entry_key("", "/p", "/p", None, super::super::Owner::Everyone, 0);
+        let key = super::super::key::entry_key("", "/p", "/p", None, super::super::Owner::Everyone);
         let digest = slot(&key);
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(format!("c:{hex}"), key);
@@ -188,7 +192,7 @@ mod tests {
             .map(|id| {
                 let query = format!("id={id}");
                 let owner = super::super::Owner::Everyone;
-                super::super::key::entry_key("", "/path", "/path", Some(&query), owner, 1)
+                super::super::key::entry_key("", "/path", "/path", Some(&query), owner)
             })
             .collect();
         let body_bytes: usize = bodies.iter().map(Vec::len).sum();
@@ -217,13 +221,13 @@ mod tests {
     #[tokio::test]
     async fn bumped_generations_never_repeat() {
         let store = MemoryStore::new(10, 1000);
-        let first = store.generation("g").await.unwrap();
-        assert_eq!(store.generation("g").await.unwrap(), first);
+        let first = store.generation("g");
+        assert_eq!(store.generation("g"), first);
         store.bump(&["g".to_owned()]).await.unwrap();
-        let second = store.generation("g").await.unwrap();
+        let second = store.generation("g");
         assert_ne!(second, first);
         store.generations.invalidate("g");
-        let third = store.generation("g").await.unwrap();
+        let third = store.generation("g");
         assert!(third != first && third != second);
     }
 }

@@ -1,9 +1,12 @@
 //! The response cache for GET: which responses may be stored, under which key, and when a
 //! stored one answers (fresh hit, or stale while the upstream fails). `request_filter`
 //! looks up after authentication; `upstream_response_filter` decides storability and
-//! invalidates on writes; `response_body_filter` collects the body to store. Keys carry
-//! generation counters, so invalidating a route for a user is one counter bump (O(1)) in
-//! memory and in Redis alike. Concurrent misses for one key make one upstream request.
+//! invalidates on writes; `response_body_filter` collects the body to store. Each route
+//! path and owner has a generation counter, and an entry answers only under the generation
+//! it was stored in, so invalidating a route for a user is one counter bump (O(1)) in
+//! memory and in Redis alike. A lookup reads the counter and the entry together: one
+//! operation, one round trip to Redis (`MGET`). Concurrent misses for one key make one
+//! upstream request.
 
 mod entry;
 mod key;
@@ -41,11 +44,15 @@ pub struct StoreError(pub String);
 #[async_trait]
 pub trait Store: Send + Sync {
     fn label(&self) -> &'static str;
-    /// The current value of a generation counter (0 or a fresh value when it has none).
-    async fn generation(&self, key: &str) -> Result<u64, StoreError>;
+    /// The current value of the generation counter `generation_key` (0 or a fresh value
+    /// when it has none) and the entry stored under `entry_key`, read in one operation.
+    async fn current(
+        &self,
+        generation_key: &str,
+        entry_key: &str,
+    ) -> Result<(u64, Option<CachedResponse>), StoreError>;
     /// Moves each counter to a value it never had.
     async fn bump(&self, keys: &[String]) -> Result<(), StoreError>;
-    async fn get(&self, key: &str) -> Result<Option<CachedResponse>, StoreError>;
     /// Stores until the entry's `stale_until`.
     async fn put(&self, key: String, entry: CachedResponse) -> Result<(), StoreError>;
     /// Entries and bytes held, when the store can tell cheaply.
@@ -70,7 +77,13 @@ pub enum Lookup {
 /// The cache identity of one request, computed once in `request_filter`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestKey {
+    /// Where the entry is stored: a digest of route, path, query and owner.
     pub key: String,
+    /// The generation counter of the route path and owner.
+    pub generation_key: String,
+    /// The counter's value at the last lookup: a response fetched now is stored under it,
+    /// and answers only while the counter still holds it.
+    pub generation: u64,
     pub policy: RouteCachePolicy,
 }
 
@@ -179,8 +192,8 @@ impl ResponseCache {
     }
 
     /// The key of a GET on a cached route, or `None` when it must not be cached (a user
-    /// route without a user) or the store cannot say the current generation.
-    pub async fn request_key(
+    /// route without a user).
+    pub fn request_key(
         &self,
         route_path: &str,
         policy: RouteCachePolicy,
@@ -189,21 +202,31 @@ impl ResponseCache {
         user: Option<i64>,
     ) -> Option<RequestKey> {
         let owner = Owner::for_scope(policy.scope, user)?;
-        let generation_key = key::generation_key(&self.key_prefix, route_path, owner);
-        let generation = self.store.generation(&generation_key).await.ok()?;
         Some(RequestKey {
-            key: key::entry_key(&self.key_prefix, route_path, path, query, owner, generation),
+            key: key::entry_key(&self.key_prefix, route_path, path, query, owner),
+            generation_key: key::generation_key(&self.key_prefix, route_path, owner),
+            generation: 0,
             policy,
         })
     }
 
-    pub async fn lookup(&self, key: &RequestKey, now: SystemTime) -> Lookup {
+    /// Looks `key` up: the current generation (kept in `key`, for storing) and the entry,
+    /// which answers only if it was stored under that generation. `Err` when the store
+    /// cannot be asked: the request goes on uncached.
+    pub async fn lookup(
+        &self,
+        key: &mut RequestKey,
+        now: SystemTime,
+    ) -> Result<Lookup, StoreError> {
+        let (generation, entry) = self.store.current(&key.generation_key, &key.key).await?;
+        key.generation = generation;
         let now = unix_ms(now);
-        match self.store.get(&key.key).await {
-            Ok(Some(entry)) if entry.is_fresh(now) => Lookup::Fresh(entry),
-            Ok(Some(entry)) if entry.is_usable_stale(now) => Lookup::Stale(entry),
+        Ok(match entry {
+            Some(entry) if entry.generation != generation => Lookup::Miss,
+            Some(entry) if entry.is_fresh(now) => Lookup::Fresh(entry),
+            Some(entry) if entry.is_usable_stale(now) => Lookup::Stale(entry),
             _ => Lookup::Miss,
-        }
+        })
     }
 
     /// Becomes the leader for `key`, or waits (at most `patience`) for the current leader.
@@ -233,7 +256,8 @@ impl ResponseCache {
     pub fn store(&self, key: &RequestKey, response: CachedResponse, leader: Option<LeaderGuard>) {
         let store = self.store.clone();
         let entry_key = key.key.clone();
-        let entry = response;
+        let mut entry = response;
+        entry.generation = key.generation;
         let mut write = Box::pin(async move {
             // Errors are counted by the store; the response already went out.
             let _ = store.put(entry_key, entry).await;

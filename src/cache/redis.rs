@@ -61,9 +61,25 @@ impl Store for RedisStore {
         "redis"
     }
 
-    async fn generation(&self, key: &str) -> Result<u64, StoreError> {
-        let value: Option<u64> = self.run(|mut c| async move { c.get(key).await }).await?;
-        Ok(value.unwrap_or(0))
+    async fn current(
+        &self,
+        generation_key: &str,
+        entry_key: &str,
+    ) -> Result<(u64, Option<CachedResponse>), StoreError> {
+        // One round trip: the counter and the entry in one MGET.
+        let (generation, entry): (Option<u64>, Option<Vec<u8>>) = self
+            .run(|mut c| async move {
+                redis::cmd("MGET")
+                    .arg(generation_key)
+                    .arg(entry_key)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok((
+            generation.unwrap_or(0),
+            entry.and_then(CachedResponse::decode_owned),
+        ))
     }
 
     async fn bump(&self, keys: &[String]) -> Result<(), StoreError> {
@@ -76,11 +92,6 @@ impl Store for RedisStore {
         }
         self.run(|mut c| async move { pipe.query_async::<()>(&mut c).await })
             .await
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<CachedResponse>, StoreError> {
-        let bytes: Option<Vec<u8>> = self.run(|mut c| async move { c.get(key).await }).await?;
-        Ok(bytes.as_deref().and_then(CachedResponse::decode))
     }
 
     async fn put(&self, key: String, entry: CachedResponse) -> Result<(), StoreError> {

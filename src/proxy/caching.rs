@@ -71,11 +71,19 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
     let refresh = crate::cache::client_wants_fresh(&header.headers);
     let user = ctx.identity.as_ref().map(|identity| identity.user_id);
     let (path, query) = (header.uri.path(), header.uri.query());
-    let Some(key) = cache
-        .request_key(&route.path, policy, path, query, user)
-        .await
-    else {
-        // The store cannot be asked: proxy uncached, without an error.
+    let key = cache.request_key(&route.path, policy, path, query, user);
+    // The generation and the entry in one store operation; a refreshing request needs the
+    // generation to store under and ignores the entry.
+    let looked = match key {
+        Some(mut key) => match cache.lookup(&mut key, SystemTime::now()).await {
+            Ok(found) => Some((key, found)),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    let Some((mut key, found)) = looked else {
+        // Not cacheable for this request, or the store cannot be asked: proxy uncached,
+        // without an error.
         route.series.count_cache(CacheResult::Bypass);
         ctx.cache = Some(CacheState {
             key: None,
@@ -88,7 +96,7 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
     };
     let (mut stale, mut leader) = (None, None);
     if !refresh {
-        match cache.lookup(&key, SystemTime::now()).await {
+        match found {
             Lookup::Fresh(entry) => {
                 route.series.count_cache(CacheResult::Hit);
                 answer(session, &entry, "HIT", &ctx.request_id).await?;
@@ -100,7 +108,7 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
         match cache.coalesce(&key, COALESCE_PATIENCE).await {
             Coalesced::Leader(guard) => leader = Some(guard),
             Coalesced::Waited => {
-                if let Lookup::Fresh(entry) = cache.lookup(&key, SystemTime::now()).await {
+                if let Ok(Lookup::Fresh(entry)) = cache.lookup(&mut key, SystemTime::now()).await {
                     route.series.count_cache(CacheResult::Hit);
                     answer(session, &entry, "HIT", &ctx.request_id).await?;
                     return Ok(Looked::Answered);

@@ -369,6 +369,54 @@ both_stores!(
     cached_bodies_need_valid_credentials,
 );
 
+/// Calls of each command Redis has served, from `INFO commandstats`.
+async fn command_calls(url: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut connection = redis_support::connection(url).await;
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redis_hit_is_one_round_trip() {
+    let redis = RedisProcess::start().await;
+    let s = stack(Store::Redis, "60s", Some(redis.url())).await;
+    s.travel.register(ADA.0, ADA.1).await;
+    let path_id = create_path(&s).await;
+    let url = format!("/path?id={path_id}");
+    s.get_until(&url, ADA, "HIT").await;
+
+    let before = command_calls(&redis.url()).await;
+    for _ in 0..5 {
+        let response = s.get(&url, ADA).await;
+        assert_eq!(response.headers()["x-cache"], "HIT");
+    }
+    let after = command_calls(&redis.url()).await;
+    // The generation counter and the entry in one MGET per hit, and nothing else (the
+    // INFO that reads these counts aside).
+    let served: Vec<(String, u64)> = after
+        .iter()
+        .filter(|(name, _)| name.as_str() != "info")
+        .map(|(name, calls)| (name.clone(), calls - before.get(name).copied().unwrap_or(0)))
+        .filter(|(_, calls)| *calls > 0)
+        .collect();
+    assert_eq!(served, vec![("mget".to_owned(), 5)]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dying_redis_never_fails_a_request_and_caching_resumes() {
     let mut redis = RedisProcess::start().await;
