@@ -85,13 +85,13 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
         // Not cacheable for this request, or the store cannot be asked: proxy uncached,
         // without an error.
         route.series.count_cache(CacheResult::Bypass);
-        ctx.cache = Some(CacheState {
+        ctx.cache = Some(Box::new(CacheState {
             key: None,
             label: "BYPASS",
             stale: None,
             leader: None,
             collected: None,
-        });
+        }));
         return Ok(Looked::Proceed);
     };
     let (mut stale, mut leader) = (None, None);
@@ -122,13 +122,13 @@ pub async fn look_up(session: &mut Session, ctx: &mut RequestCtx) -> pingora::Re
         ("MISS", CacheResult::Miss)
     };
     route.series.count_cache(result);
-    ctx.cache = Some(CacheState {
+    ctx.cache = Some(Box::new(CacheState {
         key: Some(key),
         label,
         stale,
         leader,
         collected: None,
-    });
+    }));
     Ok(Looked::Proceed)
 }
 

@@ -16,6 +16,9 @@ use crate::{
     upstream::{Attempt, Upstream},
 };
 
+/// Pingora moves the per-request future, which holds this, by value (twice a request, in
+/// `process_new`), so what most requests never use is boxed: the cache's part, a problem
+/// decided in `upstream_peer`, a rate-limit verdict kept for the headers.
 #[derive(Debug)]
 pub struct RequestCtx {
     pub started: Instant,
@@ -35,11 +38,11 @@ pub struct RequestCtx {
     /// does before that is never held against it.
     pub request_complete: bool,
     /// A response decided in a hook that cannot write one (`upstream_peer`).
-    pub problem: Option<Problem>,
+    pub problem: Option<Box<Problem>>,
     /// Who the caller is, once `request_filter` authenticated it.
     pub identity: Option<Identity>,
     /// Set on cacheable GETs that go to the upstream.
-    pub cache: Option<CacheState>,
+    pub cache: Option<Box<CacheState>>,
     /// The client's doing that ended the request, once known (counted in `logging`).
     pub client_abort: Option<ClientAbort>,
     /// A streamed body's size so far, for the current attempt.
@@ -48,7 +51,7 @@ pub struct RequestCtx {
     pub client: Option<std::net::IpAddr>,
     /// An admitted request's rate-limit verdict, kept when its policy sends the
     /// `RateLimit` headers on every response.
-    pub rate_limit: Option<Verdict>,
+    pub rate_limit: Option<Box<Verdict>>,
 }
 
 impl RequestCtx {
@@ -81,5 +84,16 @@ impl RequestCtx {
     pub fn upstream_ref(&self) -> Option<&Arc<Upstream>> {
         let state = self.state.as_ref()?;
         state.upstreams.get(self.route.as_ref()?.upstream)
+    }
+}
+#[cfg(test)]
+mod tests {
+    /// Every byte here is moved twice a request with the request's future (888 bytes
+    /// before the rarely used parts were boxed; docs/benchmarks.md). A new field that
+    /// breaks this bound belongs in a box, or in one of the boxed parts.
+    #[test]
+    fn the_context_stays_small() {
+        let size = std::mem::size_of::<super::RequestCtx>();
+        assert!(size <= 400, "RequestCtx is {size} bytes");
     }
 }

@@ -76,7 +76,7 @@ pub async fn check(
     let verdict = limiter.check(key, Instant::now()).await;
     if verdict.allowed {
         if verdict.always_headers {
-            ctx.rate_limit = Some(verdict);
+            ctx.rate_limit = Some(Box::new(verdict));
         }
         return Ok(false);
     }

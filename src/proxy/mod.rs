@@ -230,7 +230,7 @@ impl ProxyHttp for Gateway {
             }
             Err(refused) => {
                 let upstream = ctx.upstream_ref().ok_or_else(no_route)?;
-                ctx.problem = Some(refusal(upstream, refused));
+                ctx.problem = Some(Box::new(refusal(upstream, refused)));
                 Err(Error::explain(
                     ErrorType::HTTPStatus(503),
                     "no backend admitted by its circuit breaker or concurrency limit",
@@ -450,7 +450,7 @@ impl ProxyHttp for Gateway {
             };
         }
         let upstream_name = ctx.upstream().map(|u| u.name.clone());
-        let problem = ctx.problem.take().or_else(|| match e.etype() {
+        let problem = ctx.problem.take().map(|p| *p).or_else(|| match e.etype() {
             ErrorType::HTTPStatus(code) => Some(Problem::from_status(*code)),
             _ => match (classify::failure_kind(e), upstream_name) {
                 (Some(FailureKind::ConnectTimeout | FailureKind::ReadTimeout), Some(name)) => {
