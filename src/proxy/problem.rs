@@ -259,8 +259,15 @@ impl Problem {
         let mut body = Vec::with_capacity(size);
         let field = |body: &mut Vec<u8>, name: &[u8], value: &str| {
             body.extend_from_slice(name);
-            // Writing to a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *body, value);
+            if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+                // Nothing to escape (every fixed text, nearly every path): copied as is.
+                body.push(b'"');
+                body.extend_from_slice(value.as_bytes());
+                body.push(b'"');
+            } else {
+                // Writing to a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *body, value);
+            }
         };
         field(&mut body, b"{\"type\":", self.kind);
         field(&mut body, b",\"title\":", self.title);
