@@ -38,6 +38,30 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
     std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
+/// Loopback ports kept for a gateway until it listens on them. Each is bound (SO_REUSEADDR,
+/// never listening), so meanwhile no other socket is given it: a bind to port 0 and an
+/// outgoing connection skip a bound port, and a plain bind to it fails. The gateway binds
+/// with SO_REUSEADDR too, which a bound socket that is not listening allows. Without this,
+/// another test's server could take a port between [`free_ports`] and the gateway's bind;
+/// Pingora then retries its bind for 30 s while the test, finding the port open, talks to
+/// that server (a 404 from the wrong service, say) — more likely the slower the machine.
+struct HeldPorts {
+    _sockets: Vec<tokio::net::TcpSocket>,
+}
+
+fn held_ports<const N: usize>() -> ([u16; N], HeldPorts) {
+    let sockets: Vec<tokio::net::TcpSocket> = (0..N)
+        .map(|_| {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.set_reuseaddr(true).unwrap();
+            socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+            socket
+        })
+        .collect();
+    let ports = std::array::from_fn(|i| sockets[i].local_addr().unwrap().port());
+    (ports, HeldPorts { _sockets: sockets })
+}
+
 impl TestGateway {
     /// `body` is the config without `server` and `admin`, which are filled in here.
     pub async fn start(body: &str) -> Self {
@@ -57,7 +81,7 @@ impl TestGateway {
     }
 
     async fn start_with(server: &str, admin_keys: &str, body: &str) -> Self {
-        let [port, admin_port] = free_ports();
+        let ([port, admin_port], held) = held_ports();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
         let extra = if server.is_empty() {
@@ -77,51 +101,72 @@ impl TestGateway {
         let config = Config::parse_with_env(&text, &env)
             .unwrap_or_else(|e| panic!("test config: {e:?}\n{text}"));
         let server = GatewayServer::build(config).unwrap();
-        Self::run(server, addr, admin).await
+        Self::run(server, addr, admin, held).await
     }
 
     /// A gateway run from a config file it watches (every 100 ms). `body` is the config
     /// without `server` and `admin`; rewrite it with [`ConfigFile::write`].
     pub async fn start_watching(body: &str) -> (Self, ConfigFile) {
-        let (addr, admin, header) = watched_header();
+        let (addr, admin, header, held) = watched_header();
         let file = ConfigFile {
             dir: TempDir::new(),
             header,
         };
         file.write(body);
-        (Self::run_file(&file.path(), addr, admin).await, file)
+        (Self::run_file(&file.path(), addr, admin, held).await, file)
     }
 
     /// A gateway run from a config file mounted the way Kubernetes mounts a ConfigMap;
     /// update it with [`ConfigMapVolume::update`].
     pub async fn start_watching_configmap(body: &str) -> (Self, ConfigMapVolume) {
-        let (addr, admin, header) = watched_header();
+        let (addr, admin, header, held) = watched_header();
         let volume = ConfigMapVolume {
             dir: TempDir::new(),
             header,
             version: std::sync::atomic::AtomicU32::new(0),
         };
         volume.update(body);
-        (Self::run_file(&volume.path(), addr, admin).await, volume)
+        (
+            Self::run_file(&volume.path(), addr, admin, held).await,
+            volume,
+        )
     }
 
     /// A gateway run from a whole config file the test wrote (listening on `addr` and
     /// `admin`, as the file says).
     pub async fn start_file(path: &std::path::Path, addr: SocketAddr, admin: SocketAddr) -> Self {
-        Self::run_file(path, addr, admin).await
+        Self::run_file(
+            path,
+            addr,
+            admin,
+            HeldPorts {
+                _sockets: Vec::new(),
+            },
+        )
+        .await
     }
 
-    async fn run_file(path: &std::path::Path, addr: SocketAddr, admin: SocketAddr) -> Self {
+    async fn run_file(
+        path: &std::path::Path,
+        addr: SocketAddr,
+        admin: SocketAddr,
+        held: HeldPorts,
+    ) -> Self {
         super::logs::capture();
         let env: gateway::reload::Env = std::sync::Arc::new(|name: &str| {
             (name == "JWT_SECRET").then(|| super::users::JWT_SECRET.to_owned())
         });
         let server =
             GatewayServer::from_file(path, env, gateway::server::ReloadOptions::default()).unwrap();
-        Self::run(server, addr, admin).await
+        Self::run(server, addr, admin, held).await
     }
 
-    async fn run(server: GatewayServer, addr: SocketAddr, admin: SocketAddr) -> Self {
+    async fn run(
+        server: GatewayServer,
+        addr: SocketAddr,
+        admin: SocketAddr,
+        held: HeldPorts,
+    ) -> Self {
         let (tx, watch) = shutdown_channel();
         let thread = std::thread::spawn(move || server.run(watch));
         let gateway = TestGateway {
@@ -136,6 +181,8 @@ impl TestGateway {
             })
             .await;
         }
+        // The gateway listens on both: no one else can take them now.
+        drop(held);
         gateway
     }
 
@@ -194,15 +241,15 @@ impl TestGateway {
     }
 }
 
-/// Free ports for a watched gateway, and the config's `server` and `admin` sections.
-fn watched_header() -> (SocketAddr, SocketAddr, String) {
-    let [port, admin_port] = free_ports();
+/// Ports held for a watched gateway, and the config's `server` and `admin` sections.
+fn watched_header() -> (SocketAddr, SocketAddr, String, HeldPorts) {
+    let ([port, admin_port], held) = held_ports();
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
     let header = format!(
         "server: {{ listen: \"{addr}\", threads: 1, grace_period: 0s, watch_interval: 100ms }}\nadmin: {{ listen: \"{admin}\" }}\n"
     );
-    (addr, admin, header)
+    (addr, admin, header, held)
 }
 
 /// A config file the gateway watches.
