@@ -3,6 +3,7 @@
 # temp dir and the processes stopped on exit, free ports, waiting for a listener, wrk runs that
 # notice another engineer's wrk, and the summary's arithmetic. For `measure` the caller defines
 # RESULTS and measure_once.
+BENCHES=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 say() { printf '%s\n' "$*"; }
 die() { printf '%s: %s\n' "$0" "$*" >&2; exit 1; }
@@ -101,4 +102,31 @@ sum() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { s += $c } END { prin
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f ms", us / 1000 }'; }
 verdict() { # value op goal (op: >= or <=) -> met / MISSED
   awk -v v="$1" -v op="$2" -v goal="$3" 'BEGIN { ok = (op == ">=") ? v >= goal : v <= goal; print ok ? "met" : "MISSED" }'
+}
+
+# ---------------------------------------------------------------- callgrind
+# Instructions per request of a process run under
+#   valgrind --tool=callgrind --callgrind-out-file=PREFIX
+# the same figure whatever else the machine runs. cg_per_request PID PREFIX PORT PATH N zeroes
+# the counters, sends N GETs of PATH (benches/compare/drive.py: one keep-alive connection,
+# every answer must be 200), dumps, and does the same with 2N; it prints (I(2N) - I(N)) / N, so
+# start-up, the connection's accept and the zero/dump pair cancel out. Every thread of the
+# process counts (workers, admin, timers); the client and the origin do not.
+cg_instructions() { # pid prefix port path n -> instructions from the zero to the dump
+  local count
+  callgrind_control -z "$1" > /dev/null 2>&1 || die "callgrind_control -z $1 failed"
+  python3 "$BENCHES/compare/drive.py" "$3" "$4" "$5" > /dev/null || die "drive.py $4 failed"
+  count=$(find "$TMP" -path "$2.*" | wc -l)
+  callgrind_control -d "$1" > /dev/null 2>&1 || die "callgrind_control -d $1 failed"
+  for _ in $(seq 600); do
+    [ "$(find "$TMP" -path "$2.*" | wc -l)" -gt "$count" ] && break
+    sleep 0.1
+  done
+  awk '/^(summary|totals):/ { print $2; exit }' "$(ls -t "$2".* | head -1)"
+}
+cg_per_request() { # pid prefix port path n
+  local i1 i2
+  i1=$(cg_instructions "$1" "$2" "$3" "$4" "$5")
+  i2=$(cg_instructions "$1" "$2" "$3" "$4" "$(($5 * 2))")
+  echo $(((i2 - i1) / $5))
 }

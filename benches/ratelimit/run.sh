@@ -10,14 +10,20 @@
 #   A  /open     no rate limit
 #   B  /limited  rate_limit: per_client (key: client, rate 1000000/s: every request is
 #                counted, none is ever refused)
-# Measured interleaved A B, A B, ... (ROUNDS times, median reported), with the same
-# wrk -t1 -cCONNECTIONS -dDURATION. The gateway's CPU time over each run (user + system from
-# /proc/<pid>/stat) divided by the requests gives its CPU per request, the steadiest figure on
-# a shared machine.
+# Two measures:
+# 1. (WRK=1) throughput, interleaved A B, A B, ... (ROUNDS times, median reported), with the
+#    same wrk -t1 -cCONNECTIONS -dDURATION. The gateway's CPU time over each run (user + system
+#    from /proc/<pid>/stat) divided by the requests gives its CPU per request.
+# 2. (CALLGRIND=1) instructions per request: a second gateway, same config, under valgrind
+#    --tool=callgrind; per target, N and then 2N requests on one keep-alive connection
+#    (benches/compare/drive.py), counters zeroed before and dumped after each, (I(2N) - I(N)) / N
+#    (cg_per_request in benches/lib.sh), interleaved A B for CG_ROUNDS rounds. The same figure
+#    whatever else the machine runs: the one to trust on a shared, loaded machine.
 #
 # Env: DURATION=10s CONNECTIONS=32 ROUNDS=3 WARMUP=2s PAUSE=1 SKIP_BUILD=0 KEEP_TMP=0
+#      WRK=1 CALLGRIND=1 N=2000 WARM=300 CG_ROUNDS=2
 #      CARGO_TARGET_DIR (default /var/tmp/gateway-target)
-# Needs: wrk, nginx, curl, python3, cargo.
+# Needs: wrk, nginx, curl, python3, cargo; valgrind (callgrind_control) for CALLGRIND=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,11 +35,17 @@ WARMUP=${WARMUP:-2s}
 PAUSE=${PAUSE:-1}
 SKIP_BUILD=${SKIP_BUILD:-0}
 KEEP_TMP=${KEEP_TMP:-0}
+WRK=${WRK:-1}
+CALLGRIND=${CALLGRIND:-1}
+N=${N:-2000}
+WARM=${WARM:-300}
+CG_ROUNDS=${CG_ROUNDS:-2}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/gateway-target}
 
 # shellcheck source=../lib.sh
 . "$HERE/../lib.sh"
 need wrk nginx curl python3
+if [ "$CALLGRIND" = 1 ]; then need valgrind callgrind_control; fi
 
 if [ "$SKIP_BUILD" != 1 ]; then
   (cd "$ROOT" && cargo build --release -p gateway) >&2
@@ -42,7 +54,7 @@ GATEWAY_BIN=$CARGO_TARGET_DIR/release/gateway
 [ -x "$GATEWAY_BIN" ] || die "release binary missing in $CARGO_TARGET_DIR"
 
 bench_tmp ratelimit-bench
-read -r ORIGIN_PORT GW_PORT ADMIN_PORT < <(free_ports 3)
+read -r ORIGIN_PORT GW_PORT ADMIN_PORT CG_PORT CG_ADMIN < <(free_ports 5)
 
 # ---------------------------------------------------------------- origin
 mkdir -p "$TMP/origin-temp"
@@ -126,41 +138,82 @@ PY
   sleep "$PAUSE"
 }
 
-COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS WARMUP=$WARMUP benches/ratelimit/run.sh"
+COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS WARMUP=$WARMUP WRK=$WRK CALLGRIND=$CALLGRIND N=$N CG_ROUNDS=$CG_ROUNDS benches/ratelimit/run.sh"
 say "== rate limiter benchmark"
 say "command:  $COMMAND"
 say "wrk:      wrk -t1 -c$CONNECTIONS -d$DURATION --latency http://127.0.0.1:<gateway>/open|/limited"
 say "machine:  $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 say "measured: $(git -C "$ROOT" rev-parse --short=10 HEAD 2>/dev/null || echo unknown)"
-say "== warm-up ($WARMUP each, not kept)"
-for t in A B; do measure 0 "$t" "$WARMUP"; done
-say "== $ROUNDS rounds of $DURATION per target, interleaved"
-for round in $(seq "$ROUNDS"); do
-  for t in A B; do measure "$round" "$t"; done
-done
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+if [ "$WRK" = 1 ]; then
+  say "== warm-up ($WARMUP each, not kept)"
+  for t in A B; do measure 0 "$t" "$WARMUP"; done
+  say "== $ROUNDS rounds of $DURATION per target, interleaved"
+  for round in $(seq "$ROUNDS"); do
+    for t in A B; do measure "$round" "$t"; done
+  done
+  for t in A B; do declare "RPS_$t=$(median 3 "$t")" "CPU_$t=$(median 4 "$t")"; done
+  read -r RATIO COST < <(awk -v a="$RPS_A" -v b="$RPS_B" -v ca="$CPU_A" -v cb="$CPU_B" \
+    'BEGIN { printf "%.3f %.1f\n", b / a, cb - ca }')
+fi
 
-for t in A B; do declare "RPS_$t=$(median 3 "$t")" "CPU_$t=$(median 4 "$t")"; done
-read -r RATIO COST < <(awk -v a="$RPS_A" -v b="$RPS_B" -v ca="$CPU_A" -v cb="$CPU_B" \
-  'BEGIN { printf "%.3f %.1f\n", b / a, cb - ca }')
+# ---------------------------------------------------------------- instructions per request
+CG_RESULTS=$TMP/callgrind.tsv # round target instructions
+: > "$CG_RESULTS"
+if [ "$CALLGRIND" = 1 ]; then
+  sed -e "s/127.0.0.1:$GW_PORT/127.0.0.1:$CG_PORT/" -e "s/127.0.0.1:$ADMIN_PORT/127.0.0.1:$CG_ADMIN/" \
+    "$TMP/gateway.yaml" > "$TMP/gateway.cg.yaml"
+  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" \
+    "$GATEWAY_BIN" --config "$TMP/gateway.cg.yaml" > "$TMP/valgrind.log" 2>&1 &
+  CG_PID=$!; started "$CG_PID" INT
+  wait_port "$CG_PORT" "$CG_PID" "gateway under valgrind" 300
+  say "== callgrind: instructions per request, N=$N and 2N, warm-up $WARM per target, $CG_ROUNDS rounds"
+  for t in A B; do python3 "$BENCHES/compare/drive.py" "$CG_PORT" "${PATH_OF[$t]}" "$WARM" > /dev/null; done
+  for round in $(seq "$CG_ROUNDS"); do
+    for t in A B; do
+      ir=$(cg_per_request "$CG_PID" "$TMP/cg.out" "$CG_PORT" "${PATH_OF[$t]}" "$N")
+      printf '%s\t%s\t%s\n' "$round" "$t" "$ir" >> "$CG_RESULTS"
+      say "  r$round  ${NAME[$t]}: $ir instructions/request"
+    done
+  done
+  stop "$CG_PID" INT
+  cg_median() { awk -F'\t' -v t="$1" '$2 == t { print $3 }' "$CG_RESULTS" | sort -g \
+    | awk '{ v[NR] = $1 } END { m = int((NR + 1) / 2); print (NR % 2 ? v[m] : (v[m] + v[m + 1]) / 2) }'; }
+  IR_A=$(cg_median A); IR_B=$(cg_median B)
+fi
+
 REFUSED=$(limited)
 {
   say "Command: \`$COMMAND\`"
   say ""
-  say "Median of $ROUNDS interleaved rounds (A B per round), wrk -t1 -c$CONNECTIONS -d$DURATION, one gateway (threads 1), nginx origin."
-  say ""
-  say "| target | req/s (median) | req/s range | gateway CPU per request (median) |"
-  say "| --- | ---: | ---: | ---: |"
-  for t in A B; do
-    r=RPS_$t; c=CPU_$t
-    say "| ${NAME[$t]} | $(printf '%.0f' "${!r}") | $(range 3 "$t") | ${!c} µs |"
-  done
-  say ""
-  say "- B / A throughput: **$RATIO** (goal ≥ 0.97: $(awk -v v="$RATIO" 'BEGIN { print (v >= 0.97) ? "met" : "MISSED" }'))."
-  say "- The limiter's CPU per request (B − A): $COST µs. Requests refused during the runs: $REFUSED."
+  say "Load average at the start: $LOAD_START; machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')."
+  if [ "$WRK" = 1 ]; then
+    say ""
+    say "Median of $ROUNDS interleaved rounds (A B per round), wrk -t1 -c$CONNECTIONS -d$DURATION, one gateway (threads 1), nginx origin."
+    say ""
+    say "| target | req/s (median) | req/s range | gateway CPU per request (median) |"
+    say "| --- | ---: | ---: | ---: |"
+    for t in A B; do
+      r=RPS_$t; c=CPU_$t
+      say "| ${NAME[$t]} | $(printf '%.0f' "${!r}") | $(range 3 "$t") | ${!c} µs |"
+    done
+    say ""
+    say "- B / A throughput: **$RATIO** (goal ≥ 0.97: $(verdict "$RATIO" '>=' 0.97))."
+    say "- The limiter's CPU per request (B − A): $COST µs. Requests refused during the runs: $REFUSED."
+  fi
+  if [ "$CALLGRIND" = 1 ]; then
+    IR_RATIO=$(awk -v a="$IR_A" -v b="$IR_B" 'BEGIN { printf "%.3f", a / b }')
+    say ""
+    say "Instructions per request under callgrind (median of $CG_ROUNDS interleaved rounds, N=$N and 2N): A $IR_A, B $IR_B."
+    say ""
+    say "- The limiter's instructions per request (B − A): $((IR_B - IR_A)) ($(awk -v a="$IR_A" -v b="$IR_B" 'BEGIN { printf "%+.1f %%", 100 * (b - a) / a }')), so an instruction-bound B / A throughput of $IR_RATIO (goal ≥ 0.97: $(verdict "$IR_RATIO" '>=' 0.97))."
+  fi
 } > "$TMP/summary.md"
 say ""
 say "== summary (markdown)"
 cat "$TMP/summary.md"
 say ""
-say "== per-run figures (round target rps cpu_us_per_request requests non2xx)"
-cat "$RESULTS"
+if [ "$WRK" = 1 ]; then
+  say "== per-run figures (round target rps cpu_us_per_request requests non2xx)"
+  cat "$RESULTS"
+fi
