@@ -482,34 +482,47 @@ async fn a_response_nobody_reads_ends_at_the_client_write_timeout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_upload_on_a_streaming_route_does_not_make_the_backend_slow() {
+    // A call is slow after 2 s: far above what the echo origin takes on a loaded machine once
+    // it has the body, and below the client's own 3 s pause, which would make every call slow
+    // if the breaker's clock started at admission.
     let origin = TestUpstream::start(Mode::Echo).await;
     let config = format!(
         "upstreams:
   origin: {{ backends: [\"{origin}\"], breaker: slow_trips }}
 breakers:
-  slow_trips: {{ consecutive_failures: off, failure_rate: off, slow_call_duration: 300ms, slow_call_rate: 50%, minimum_calls: 2 }}
+  slow_trips: {{ consecutive_failures: off, failure_rate: off, slow_call_duration: 2s, slow_call_rate: 50%, minimum_calls: 2 }}
 routes:
   - {{ path: /upload, upstream: origin, auth: none, request_buffering: off, name: slow-upload }}
 ",
         origin = origin.addr
     );
     let gateway = TestGateway::start(&config).await;
+    // Three uploads at once (independent connections), so the pauses do not add up.
+    let mut uploads = JoinSet::new();
     for _ in 0..3 {
-        let stream = connect(
-            gateway.addr,
-            "POST /upload HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nContent-Length: 10\r\n\r\nhello",
-        )
-        .await;
-        let (mut reader, mut writer) = stream.into_split();
-        // The client's own pace: the rest of its body 600ms later. The backend answers as
-        // soon as it has it.
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        writer.write_all(b"world").await.unwrap();
-        let mut response = Vec::new();
-        let _ =
-            tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut response)).await;
-        assert!(response.starts_with(b"HTTP/1.1 200"));
-        drop(writer);
+        let addr = gateway.addr;
+        uploads.spawn(async move {
+            let stream = connect(
+                addr,
+                "POST /upload HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nContent-Length: 10\r\n\r\nhello",
+            )
+            .await;
+            let (mut reader, mut writer) = stream.into_split();
+            // The client's own pace: the rest of its body 3 s later. The backend answers as
+            // soon as it has it.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            writer.write_all(b"world").await.unwrap();
+            let mut response = Vec::new();
+            let _ = tokio::time::timeout(
+                Duration::from_secs(60),
+                reader.read_to_end(&mut response),
+            )
+            .await;
+            assert!(response.starts_with(b"HTTP/1.1 200"));
+        });
+    }
+    while let Some(upload) = uploads.join_next().await {
+        upload.unwrap();
     }
     let report = gateway.breaker("origin", origin.addr).await;
     assert_eq!(report["calls"], 3, "{report}");
