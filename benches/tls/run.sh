@@ -14,6 +14,13 @@
 #   N   nginx TLS, keep-alive                 same, nginx (proxy_pass, upstream keepalive)
 #   GH  gateway TLS, Connection: close        a new connection and full handshake per request:
 #   NH  nginx TLS, Connection: close          requests/s = handshakes/s
+#   GF  gateway TLS, full handshakes          FULL_CLIENTS parallel `openssl s_time -new`: a new
+#   NF  nginx TLS, full handshakes            connection, a full handshake (no resumption) and one
+#                                             GET per connection; reported as handshakes/s and as
+#                                             the server's CPU time per handshake (utime+stime of
+#                                             the gateway process, or of nginx's master and workers,
+#                                             over the run / handshakes), which a busy machine
+#                                             distorts far less than a rate.
 # The certificate is ECDSA P-256 (openssl req), the same files for both servers; TLS 1.3
 # is negotiated by wrk's OpenSSL with both. wrk resumes a TLS session when it reconnects
 # (nginx's $ssl_session_reused says how often; reported at the end), and both servers
@@ -25,6 +32,7 @@
 #
 # Options (environment variables):
 #   DURATION=5s  CONNECTIONS=50  THREADS=2  ROUNDS=3  WARMUP=1s  PAUSE=1
+#   FULL_CLIENTS=4      parallel s_time clients for GF/NF (each runs DURATION, in whole seconds)
 #   GATEWAY_BIN=        use this binary instead of building (cargo build --release -p gateway)
 #   OUT=                also write the markdown summary to this file
 #   KEEP_TMP=0          1: keep the temp dir (configs, logs, raw wrk output)
@@ -42,6 +50,7 @@ THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1s}
 PAUSE=${PAUSE:-1}
+FULL_CLIENTS=${FULL_CLIENTS:-4}
 GATEWAY_BIN=${GATEWAY_BIN:-}
 OUT=${OUT:-}
 KEEP_TMP=${KEEP_TMP:-0}
@@ -108,8 +117,11 @@ declare -A NAME=(
   [N]="N nginx TLS, keep-alive"
   [GH]="GH gateway TLS, handshake/request"
   [NH]="NH nginx TLS, handshake/request"
+  [GF]="GF gateway TLS, full handshakes"
+  [NF]="NF nginx TLS, full handshakes"
 )
-TARGETS=(P G N GH NH)
+declare -A HOSTPORT=([GF]="127.0.0.1:$GATEWAY_TLS_PORT" [NF]="127.0.0.1:$PROXY_PORT")
+TARGETS=(P G N GH NH GF NF)
 
 # Both TLS servers answer with the origin's body, over the generated certificate.
 for t in G N; do
@@ -129,8 +141,54 @@ busy_pct() { # % of the machine busy over 1 s (other engineers' builds share it)
 
 RESULTS=$TMP/results.tsv
 : > "$RESULTS"
+cpu_ticks() { # pid...: utime+stime of these processes, in clock ticks
+  local pid total=0
+  for pid in "$@"; do
+    total=$((total + $(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
+server_pids() { # target: the processes that serve it
+  case $1 in
+    G*) echo "$GATEWAY_PID" ;;
+    N*) echo "$PROXY_PID $(pgrep -P "$PROXY_PID" | tr '\n' ' ')" ;;
+  esac
+}
+# Full handshakes: FULL_CLIENTS `openssl s_time -new` in parallel, each a new TLS connection
+# without resumption and one GET per connection, for DURATION; the server's CPU over the same
+# span. Columns as run_one's, with p50/p99 left 0 and the server's CPU µs per handshake last.
+run_full() { # round target duration
+  local round=$1 t=$2 secs=${3%s} before pids clients=() t0 t1 i n=0 line
+  before=$(busy_pct)
+  read -ra pids <<<"$(server_pids "$t")"
+  t0=$(cpu_ticks "${pids[@]}")
+  for i in $(seq "$FULL_CLIENTS"); do
+    openssl s_time -connect "${HOSTPORT[$t]}" -CAfile "$TMP/bench.crt" -new -time "$secs" \
+      -www "$PATH_" > "$TMP/s_time.$round.$t.$i.txt" 2>&1 &
+    clients+=($!)
+  done
+  wait "${clients[@]}" || true
+  t1=$(cpu_ticks "${pids[@]}")
+  for i in $(seq "$FULL_CLIENTS"); do
+    # "1234 connections in 5 real seconds, 69 bytes read per connection"
+    line=$(grep -m1 'connections in .* real seconds' "$TMP/s_time.$round.$t.$i.txt") \
+      || die "openssl s_time against ${NAME[$t]} failed: $(cat "$TMP/s_time.$round.$t.$i.txt")"
+    n=$((n + ${line%% *}))
+    case $line in *" 0 bytes read per connection"*) die "${NAME[$t]}: s_time read no body: $line" ;; esac
+  done
+  [ "$n" -gt 0 ] || die "${NAME[$t]}: no handshake completed"
+  [ "$round" = 0 ] && return 0
+  awk -v round="$round" -v t="$t" -v n="$n" -v secs="$secs" -v busy="$before" -v ticks=$((t1 - t0)) \
+    -v hz="$(getconf CLK_TCK)" 'BEGIN {
+      printf "%s\t%s\t%.0f\t0\t0\t0\t0\t%s\t%.0f\n", round, t, n / secs, busy, ticks / hz * 1e6 / n }' >> "$RESULTS"
+  tail -n 1 "$RESULTS" | awk -F'\t' -v name="${NAME[$t]}" '{
+    printf "  r%s %-36s %8s handshakes/s  server CPU %5s µs/handshake  (machine %s%% busy before)\n",
+      $1, name, $3, $9, $8 }'
+  sleep "$PAUSE"
+}
 run_one() { # round target duration
   local round=$1 t=$2 dur=$3 out extra=() before line
+  [[ $t == *F ]] && { run_full "$@"; return; }
   out=$TMP/wrk.$round.$t.txt
   [[ $t == *H ]] && extra=(-H "Connection: close")
   before=$(busy_pct)
@@ -166,14 +224,21 @@ summary() {
   say "| target | req/s (median of $ROUNDS) | p50 | p99 | non-2xx | socket errors |"
   say "| --- | --- | --- | --- | --- | --- |"
   for t in "${TARGETS[@]}"; do
+    [[ $t == *F ]] && continue
     awk -v name="${NAME[$t]}" -v rps="$(median 3 "$t")" -v p50="$(median 4 "$t")" -v p99="$(median 5 "$t")" \
       -v bad="$(awk -F'\t' -v t="$t" '$2 == t { s += $6 } END { print s + 0 }' "$RESULTS")" \
       -v err="$(awk -F'\t' -v t="$t" '$2 == t { s += $7 } END { print s + 0 }' "$RESULTS")" \
       'BEGIN { printf "| %s | %.0f | %.2f ms | %.2f ms | %d | %d |\n", name, rps, p50 / 1000, p99 / 1000, bad, err }'
   done
   say ""
-  say "nginx requests on resumed TLS sessions: $reused of $total (over all targets; only NH opens a connection per request)."
-  say "Command: DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS ROUNDS=$ROUNDS benches/tls/run.sh"
+  say "| full handshakes ($FULL_CLIENTS × openssl s_time -new) | handshakes/s (median of $ROUNDS) | server CPU per handshake (median) |"
+  say "| --- | --- | --- |"
+  for t in GF NF; do
+    say "| ${NAME[$t]} | $(median 3 "$t") | $(median 9 "$t") µs |"
+  done
+  say ""
+  say "nginx requests on resumed TLS sessions: $reused of $total (over all targets; NH opens a connection per request and may resume, NF never does)."
+  say "Command: DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS ROUNDS=$ROUNDS FULL_CLIENTS=$FULL_CLIENTS benches/tls/run.sh"
 }
 say ""
 summary
