@@ -139,15 +139,16 @@ fn verify_blocking(
 impl Passwords {
     /// A hasher allowing `parallel` hashes at once; computes the dummy hash (one hash).
     pub async fn new(parallel: usize) -> Result<Self, PasswordError> {
-        let memory = WorkingMemory::default();
         let random = uuid::Uuid::new_v4().to_string();
-        let dummy = {
-            let memory = memory.clone();
-            tokio::task::spawn_blocking(move || hash_blocking(&memory, random.as_bytes())).await??
-        };
+        // Its own working memory, freed after: a service that never checks a password (every
+        // one but users builds a `Passwords`) then holds none.
+        let dummy = tokio::task::spawn_blocking(move || {
+            hash_blocking(&WorkingMemory::default(), random.as_bytes())
+        })
+        .await??;
         Ok(Self {
             permits: Arc::new(Semaphore::new(parallel.max(1))),
-            memory,
+            memory: WorkingMemory::default(),
             dummy: dummy.into(),
         })
     }
@@ -267,5 +268,12 @@ mod tests {
             (1..=2).contains(&buffers),
             "{buffers} buffers for 2 permits"
         );
+    }
+
+    /// The dummy hash made at start-up keeps no working memory.
+    #[tokio::test]
+    async fn a_hasher_that_never_hashed_holds_no_working_memory() {
+        let p = Passwords::new(2).await.unwrap();
+        assert_eq!(p.memory.free.lock().unwrap().len(), 0);
     }
 }
