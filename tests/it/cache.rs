@@ -431,6 +431,9 @@ async fn a_dying_redis_never_fails_a_request_and_caching_resumes() {
     assert!(!keys.is_empty());
     let credential = basic(ADA.0, ADA.1);
     for key in &keys {
+        // Digests are hex, and "ada" is hex too: about one SHA-256 digest in 70 contains it.
+        // What must not hold a secret is the rest of the key.
+        let outside_digests = without_hex_runs(key);
         for secret in [
             ADA.0,
             ADA.1,
@@ -438,7 +441,7 @@ async fn a_dying_redis_never_fails_a_request_and_caching_resumes() {
             "Bearer",
             "eyJ",
         ] {
-            assert!(!key.contains(secret), "{key} contains {secret}");
+            assert!(!outside_digests.contains(secret), "{key} contains {secret}");
         }
     }
 
@@ -650,4 +653,21 @@ async fn concurrent_misses_make_one_upstream_request_and_head_is_served_from_get
     assert_eq!(head.status(), 200);
     assert_eq!(x_cache(&head), "HIT");
     assert_eq!(origin.hits(), 1);
+}
+
+/// `key` with every run of 16 or more hex digits (a digest) replaced by `#`.
+fn without_hex_runs(key: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    for c in key.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+            continue;
+        }
+        out.push_str(if run.len() >= 16 { "#" } else { &run });
+        run.clear();
+        out.push(c);
+    }
+    out.pop();
+    out
 }
