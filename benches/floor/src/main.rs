@@ -18,6 +18,12 @@ use pingora::{
     upstreams::peer::HttpPeer,
 };
 
+// Only with `--features jemalloc`: the gateway links jemalloc (src/main.rs), and the floor
+// built this way tells how much of the gap between them is the allocator's.
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 struct Floor {
     upstream: SocketAddr,
 }
