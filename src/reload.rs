@@ -447,6 +447,10 @@ fn needs_restart(current: &Config, next: &Config) -> Vec<String> {
             a.threads, b.threads
         ));
     }
+    if a.work_stealing != b.work_stealing {
+        problems
+            .push("server.work_stealing: changing the worker runtimes needs a restart".to_owned());
+    }
     if a.grace_period != b.grace_period {
         problems.push("server.grace_period: changing the grace period needs a restart".to_owned());
     }

@@ -99,6 +99,7 @@ impl GatewayServer {
 
         let conf = ServerConf {
             threads: config.server.threads,
+            work_stealing: config.server.work_stealing,
             grace_period_seconds: Some(config.server.grace_period.as_millis().div_ceil(1000) as u64),
             graceful_shutdown_timeout_seconds: Some(RUNTIME_SHUTDOWN_SECONDS),
             ..ServerConf::default()

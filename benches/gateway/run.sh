@@ -36,6 +36,8 @@
 #                       (each: set it empty for no pinning; defaults apply on 2+ CPUs only)
 #   SERVER_CPUS=        older spelling: sets PROXY_CPUS and ORIGIN_CPUS both
 #   PROXY_THREADS=1     worker threads of the gateway and the floor, workers of the nginx proxy
+#   WORK_STEALING=true  the gateway's server.work_stealing and the floor's, alike (false: one
+#                       runtime per worker thread)
 #   QUIET_WAIT=60       before each run, wait up to this many seconds for the machine to be
 #   QUIET_MAX=10        ...at most QUIET_MAX % busy (other work skews a 2-core box); 0 = skip
 #   NOISE_MAX=15        a run during which other processes took more than this % of the
@@ -75,6 +77,7 @@ PROXY_CPUS=${PROXY_CPUS-${SERVER_CPUS:-${CPU_DEFAULTS[0]}}}
 CLIENT_CPUS=${CLIENT_CPUS-${CPU_DEFAULTS[1]}}
 ORIGIN_CPUS=${ORIGIN_CPUS-${SERVER_CPUS:-${CPU_DEFAULTS[2]}}}
 PROXY_THREADS=${PROXY_THREADS:-1}
+WORK_STEALING=${WORK_STEALING:-true}
 FLOOR_BIN=${FLOOR_BIN:-}
 QUIET_WAIT=${QUIET_WAIT:-60}
 QUIET_MAX=${QUIET_MAX:-10}
@@ -197,7 +200,7 @@ read -r ORIGIN_PORT GATEWAY_PORT ADMIN_PORT PROXY_PORT DEAD_PORT FLOOR_PORT < <(
 render() { # template output
   sed -e "s|@TMP@|$TMP|g" -e "s|@ORIGIN_PORT@|$ORIGIN_PORT|g" -e "s|@GATEWAY_PORT@|$GATEWAY_PORT|g" \
     -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" -e "s|@PROXY_PORT@|$PROXY_PORT|g" -e "s|@DEAD_PORT@|$DEAD_PORT|g" \
-    -e "s|@ORIGIN_WORKERS@|$ORIGIN_WORKERS|g" -e "s|@PROXY_THREADS@|$PROXY_THREADS|g" \
+    -e "s|@ORIGIN_WORKERS@|$ORIGIN_WORKERS|g" -e "s|@PROXY_THREADS@|$PROXY_THREADS|g" -e "s|@WORK_STEALING@|$WORK_STEALING|g" \
     -e "s|@BODY@|$BODY|g" "$1" > "$2"
 }
 render "$HERE/origin.nginx.conf.in" "$TMP/origin.conf"
@@ -217,7 +220,7 @@ PROXY_PID=$!; started "$PROXY_PID" TERM
 "$GATEWAY_BIN" check --config "$TMP/gateway.yaml" >/dev/null || die "gateway rejects $TMP/gateway.yaml"
 RUST_LOG=warn "${PIN_PROXY[@]}" "$GATEWAY_BIN" --config "$TMP/gateway.yaml" > "$TMP/gateway.log" 2>&1 &
 GATEWAY_PID=$!; started "$GATEWAY_PID" INT
-"${PIN_PROXY[@]}" "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$ORIGIN_PORT" "$PROXY_THREADS" > "$TMP/floor.log" 2>&1 &
+"${PIN_PROXY[@]}" "$FLOOR_BIN" "127.0.0.1:$FLOOR_PORT" "127.0.0.1:$ORIGIN_PORT" "$PROXY_THREADS" "$WORK_STEALING" > "$TMP/floor.log" 2>&1 &
 FLOOR_PID=$!; started "$FLOOR_PID" INT
 wait_port "$ORIGIN_PORT" "$ORIGIN_PID" "origin nginx"
 wait_port "$PROXY_PORT" "$PROXY_PID" "proxy nginx"
@@ -392,7 +395,7 @@ print(",".join("%s:%d" % kv for kv in sorted(d.items())) or "none")
 COMMAND="DURATION=$DURATION CONNECTIONS=$CONNECTIONS THREADS=$THREADS ROUNDS=$ROUNDS WARMUP=$WARMUP ORIGIN_WORKERS=$ORIGIN_WORKERS"
 COMMAND+=" QUIET_WAIT=$QUIET_WAIT QUIET_MAX=$QUIET_MAX NOISE_MAX=$NOISE_MAX NOISE_RETRIES=$NOISE_RETRIES"
 [ "$PROFILE" = 1 ] && COMMAND+=" PROFILE=1"
-COMMAND+=" PROXY_CPUS=$PROXY_CPUS CLIENT_CPUS=$CLIENT_CPUS ORIGIN_CPUS=$ORIGIN_CPUS PROXY_THREADS=$PROXY_THREADS"
+COMMAND+=" PROXY_CPUS=$PROXY_CPUS CLIENT_CPUS=$CLIENT_CPUS ORIGIN_CPUS=$ORIGIN_CPUS PROXY_THREADS=$PROXY_THREADS WORK_STEALING=$WORK_STEALING"
 [ -n "$GATEWAY_REV" ] && COMMAND+=" GATEWAY_REV=$GATEWAY_REV"
 COMMAND+=" benches/gateway/run.sh"
 say "== gateway core benchmark"

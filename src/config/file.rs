@@ -319,6 +319,12 @@ pub struct ServerConfig {
     /// Worker threads of the proxy service. Default 2.
     #[serde(default = "default_threads")]
     pub threads: i64,
+    /// Whether the worker threads share one work-stealing runtime (`true`) or each run
+    /// its own, keeping a connection on the thread that accepted it (`false`: less
+    /// cross-thread bookkeeping per request, no rebalancing of busy connections).
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub work_stealing: bool,
     /// On SIGTERM, how long the gateway keeps accepting and serving new requests, with
     /// the admin `/healthz` answering 503 "draining", before it closes its listeners (time
     /// for a load balancer to stop sending it traffic). Default 0s.
@@ -382,6 +388,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             threads: default_threads(),
+            work_stealing: true,
             shutdown_delay: default_shutdown_delay(),
             grace_period: default_grace_period(),
             watch_interval: default_watch_interval(),

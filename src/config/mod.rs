@@ -182,6 +182,8 @@ impl fmt::Debug for Secret {
 pub struct ServerSettings {
     pub listen: SocketAddr,
     pub threads: usize,
+    /// Pingora's `work_stealing`: one shared runtime, or one runtime per worker thread.
+    pub work_stealing: bool,
     pub shutdown_delay: Duration,
     pub grace_period: Duration,
     pub watch_interval: Duration,

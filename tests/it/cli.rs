@@ -388,6 +388,77 @@ async fn sighup_reloads_the_config() {
     let _ = child.wait();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn without_work_stealing_every_connection_is_served_and_the_switch_needs_a_restart() {
+    let origin = TestUpstream::start(Mode::Echo).await;
+    let dir = tempdir();
+    let [port, admin] = free_ports();
+    let path = dir.join("gateway.yaml");
+    let config = |work_stealing: bool| {
+        format!(
+            "server: {{ listen: 127.0.0.1:{port}, threads: 2, work_stealing: {work_stealing}, grace_period: 0s, watch_interval: 0s }}\nadmin: {{ listen: 127.0.0.1:{admin} }}\nupstreams:\n  o: {{ backends: [\"{}\"] }}\nroutes:\n  - {{ path: /svc, upstream: o, auth: none }}\n",
+            origin.addr
+        )
+    };
+    std::fs::write(&path, config(false)).unwrap();
+    let mut child = gateway()
+        .args(["--config", &path.display().to_string()])
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/svc/echo");
+    eventually(Duration::from_secs(10), || async {
+        reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+
+    // Each runtime keeps the connections it accepted: many connections at once, each with
+    // several requests, all answered.
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                let mut statuses = Vec::new();
+                for _ in 0..8 {
+                    statuses.push(
+                        client
+                            .get(&url)
+                            .send()
+                            .await
+                            .map_or(0, |r| r.status().as_u16()),
+                    );
+                }
+                statuses
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), vec![200; 8]);
+    }
+
+    std::fs::write(&path, config(true)).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let status_url = format!("http://127.0.0.1:{admin}/admin/config");
+    eventually(Duration::from_secs(10), || async {
+        let status: serde_json::Value = match reqwest::get(&status_url).await {
+            Ok(response) => response.json().await.unwrap_or_default(),
+            Err(_) => return false,
+        };
+        status["last_reload"]["errors"]
+            .to_string()
+            .contains("server.work_stealing: changing the worker runtimes needs a restart")
+    })
+    .await;
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 #[test]
 fn check_warns_about_an_open_admin_listener_beyond_loopback_and_refuses_an_unguarded_one() {
     let dir = tempdir();

@@ -7,7 +7,9 @@
 //! metrics. The server settings are Pingora's defaults but for the worker thread count, as
 //! the gateway's are (`src/server.rs`: threads, grace periods).
 //!
-//! Usage: `floor LISTEN UPSTREAM [THREADS]`, e.g. `floor 127.0.0.1:8090 127.0.0.1:8081 1`.
+//! Usage: `floor LISTEN UPSTREAM [THREADS [WORK_STEALING]]`, e.g. `floor 127.0.0.1:8090
+//! 127.0.0.1:8081 1 false`; WORK_STEALING (`true`, Pingora's default, or `false`) is the
+//! gateway's `server.work_stealing`, so the two can be compared setting for setting.
 
 use std::{error::Error, net::SocketAddr, process::ExitCode};
 
@@ -43,12 +45,20 @@ impl ProxyHttp for Floor {
     }
 }
 
-fn parse() -> Result<(SocketAddr, SocketAddr, usize), Box<dyn Error>> {
+struct Args {
+    listen: SocketAddr,
+    upstream: SocketAddr,
+    threads: usize,
+    work_stealing: bool,
+}
+
+fn parse() -> Result<Args, Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (listen, upstream, threads) = match args.as_slice() {
-        [l, u] => (l, u, "1"),
-        [l, u, t] => (l, u, t.as_str()),
-        _ => return Err("usage: floor LISTEN UPSTREAM [THREADS]".into()),
+    let (listen, upstream, threads, work_stealing) = match args.as_slice() {
+        [l, u] => (l, u, "1", "true"),
+        [l, u, t] => (l, u, t.as_str(), "true"),
+        [l, u, t, w] => (l, u, t.as_str(), w.as_str()),
+        _ => return Err("usage: floor LISTEN UPSTREAM [THREADS [WORK_STEALING]]".into()),
     };
     let listen = listen
         .parse()
@@ -61,11 +71,24 @@ fn parse() -> Result<(SocketAddr, SocketAddr, usize), Box<dyn Error>> {
         .ok()
         .filter(|t| (1..=64).contains(t))
         .ok_or_else(|| format!("THREADS {threads:?}: want a number from 1 to 64"))?;
-    Ok((listen, upstream, threads))
+    let work_stealing = work_stealing
+        .parse()
+        .map_err(|_| format!("WORK_STEALING {work_stealing:?}: want true or false"))?;
+    Ok(Args {
+        listen,
+        upstream,
+        threads,
+        work_stealing,
+    })
 }
 
 fn main() -> ExitCode {
-    let (listen, upstream, threads) = match parse() {
+    let Args {
+        listen,
+        upstream,
+        threads,
+        work_stealing,
+    } = match parse() {
         Ok(args) => args,
         Err(e) => {
             eprintln!("floor: {e}");
@@ -74,6 +97,7 @@ fn main() -> ExitCode {
     };
     let conf = ServerConf {
         threads,
+        work_stealing,
         grace_period_seconds: Some(0),
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()

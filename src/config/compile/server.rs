@@ -36,6 +36,7 @@ pub(super) fn compile(
     Some(ServerSettings {
         listen: listen?,
         threads: usize::try_from(threads).unwrap_or(1),
+        work_stealing: config.work_stealing,
         shutdown_delay: config.shutdown_delay.0,
         grace_period: config.grace_period.0,
         watch_interval: config.watch_interval.0,
