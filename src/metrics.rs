@@ -341,18 +341,25 @@ pub static EXCHANGE_LIMITED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
-/// One route's series of the per-request metrics (`gateway_requests_total`,
-/// `gateway_request_duration_seconds`, `gateway_cache_requests_total`), each looked up in
-/// its family at first use and kept, so a request costs no label lookup (hashing every
-/// label value) once its series exists. A series still appears only when first counted.
+/// One route's series of the per-request metrics, resolved in their families when the
+/// route is compiled and kept, so a request costs no label lookup (hashing every label
+/// value). Every series whose labels the config already tells is created then, at 0: a
+/// counter series born at 1 reads as no increase to Prometheus's `increase()` and
+/// `rate()`, which would hide the first event (the first 413 of a route, its first cache
+/// hit). Only `gateway_requests_total`, whose `status` only a request tells, is created
+/// at its first count.
 pub struct RouteSeries {
     route: std::sync::Arc<str>,
-    duration: OnceLock<Histogram>,
+    duration: Histogram,
     /// `gateway_requests_total` by method (see [`method_label`]), then the first
     /// [`STATUS_SLOTS`] statuses seen with it; rarer ones are looked up each time.
     requests: [[OnceLock<(u16, IntCounter)>; STATUS_SLOTS]; METHODS],
-    /// `gateway_cache_requests_total` by [`CacheResult`].
-    cache: [OnceLock<IntCounter>; 4],
+    /// `gateway_cache_requests_total` by [`CacheResult`], on a cached route.
+    cache: Option<[IntCounter; CacheResult::ALL.len()]>,
+    /// `gateway_client_aborts_total` by [`ClientAbort::ON_ROUTE`].
+    aborts: [IntCounter; ClientAbort::ON_ROUTE.len()],
+    /// `gateway_rate_limited_total` under the route's policy (its name), if it has one.
+    rate_limited: Option<(std::sync::Arc<str>, IntCounter)>,
 }
 
 /// Statuses kept per method and route: a route answers with few distinct ones.
@@ -370,6 +377,14 @@ pub enum CacheResult {
 }
 
 impl CacheResult {
+    /// Every result, in discriminant order.
+    pub const ALL: [CacheResult; 4] = [
+        CacheResult::Hit,
+        CacheResult::Miss,
+        CacheResult::Stale,
+        CacheResult::Bypass,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CacheResult::Hit => "hit",
@@ -380,21 +395,93 @@ impl CacheResult {
     }
 }
 
+/// Why the gateway ended a request because of what its client did: the `reason` label of
+/// `gateway_client_aborts_total`. None of these is ever charged to a breaker. (What the
+/// client is answered, `problem`, is the proxy's, in `proxy/body.rs`.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAbort {
+    /// The body, declared or as received, is larger than the route's `max_body`: 413.
+    TooLarge,
+    /// The body did not arrive in time (`client_body_timeout`): 408.
+    BodyTimeout,
+    /// The header did not arrive in time (`client_header_timeout`): the connection closes.
+    HeaderTimeout,
+    /// The body's framing is broken (a bad chunk): 400.
+    Malformed,
+    /// The client closed its connection before the request or its answer went through, or
+    /// stopped reading the answer (`client_write_timeout`).
+    WentAway,
+}
+
+impl ClientAbort {
+    /// The reasons a routed request can end with: all but `HeaderTimeout`, as without a
+    /// header no route is known (it counts as `unmatched`).
+    pub const ON_ROUTE: [ClientAbort; 4] = [
+        ClientAbort::TooLarge,
+        ClientAbort::BodyTimeout,
+        ClientAbort::Malformed,
+        ClientAbort::WentAway,
+    ];
+
+    /// The reasons of requests no route took: a header that never came, a client gone
+    /// before its 404/405 went out.
+    pub const UNMATCHED: [ClientAbort; 2] = [ClientAbort::HeaderTimeout, ClientAbort::WentAway];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientAbort::TooLarge => "too_large",
+            ClientAbort::BodyTimeout => "body_timeout",
+            ClientAbort::HeaderTimeout => "header_timeout",
+            ClientAbort::Malformed => "malformed",
+            ClientAbort::WentAway => "went_away",
+        }
+    }
+}
+
+/// The `route` label of requests no route took.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Creates the `unmatched` series of `gateway_client_aborts_total` at 0 (see
+/// [`RouteSeries`]); run with every route table, it changes nothing after the first.
+pub fn init_unmatched_series() {
+    for reason in ClientAbort::UNMATCHED {
+        CLIENT_ABORTS.with_label_values(&[UNMATCHED, reason.as_str()]);
+    }
+}
+
 impl RouteSeries {
-    pub fn new(route: std::sync::Arc<str>) -> Self {
+    /// The series of route `route`: its cache results if it is `cached`, its refusals by
+    /// `rate_limit` (the policy's name) if it has one.
+    pub fn new(
+        route: std::sync::Arc<str>,
+        cached: bool,
+        rate_limit: Option<&std::sync::Arc<str>>,
+    ) -> Self {
+        let cache = cached.then(|| {
+            CacheResult::ALL
+                .map(|result| CACHE_REQUESTS.with_label_values(&[&*route, result.as_str()]))
+        });
+        let aborts = ClientAbort::ON_ROUTE
+            .map(|reason| CLIENT_ABORTS.with_label_values(&[&*route, reason.as_str()]));
+        let rate_limited = rate_limit.map(|policy| {
+            (
+                policy.clone(),
+                RATE_LIMITED.with_label_values(&[&*route, &**policy]),
+            )
+        });
         RouteSeries {
+            duration: REQUEST_DURATION.with_label_values(&[&*route]),
             route,
-            duration: OnceLock::new(),
             requests: std::array::from_fn(|_| std::array::from_fn(|_| OnceLock::new())),
-            cache: std::array::from_fn(|_| OnceLock::new()),
+            cache,
+            aborts,
+            rate_limited,
         }
     }
 
     /// Counts one answered request and its duration.
     pub fn count_request(&self, method: &Method, status: u16, seconds: f64) {
-        self.duration
-            .get_or_init(|| REQUEST_DURATION.with_label_values(&[&*self.route]))
-            .observe(seconds);
+        self.duration.observe(seconds);
         let lookup = || {
             REQUESTS.with_label_values(&[&*self.route, method_label(method), status_label(status)])
         };
@@ -411,9 +498,32 @@ impl RouteSeries {
     }
 
     pub fn count_cache(&self, result: CacheResult) {
-        self.cache[result as usize]
-            .get_or_init(|| CACHE_REQUESTS.with_label_values(&[&*self.route, result.as_str()]))
-            .inc();
+        match &self.cache {
+            Some(series) => series[result as usize].inc(),
+            // Not a cached route when compiled: nothing asks the cache for it.
+            None => CACHE_REQUESTS
+                .with_label_values(&[&*self.route, result.as_str()])
+                .inc(),
+        }
+    }
+
+    pub fn count_abort(&self, reason: ClientAbort) {
+        match ClientAbort::ON_ROUTE.iter().position(|r| *r == reason) {
+            Some(index) => self.aborts[index].inc(),
+            None => CLIENT_ABORTS
+                .with_label_values(&[&*self.route, reason.as_str()])
+                .inc(),
+        }
+    }
+
+    /// Counts one request refused by `policy`, the route's rate-limit policy.
+    pub fn count_rate_limited(&self, policy: &str) {
+        match &self.rate_limited {
+            Some((name, counter)) if **name == *policy => counter.inc(),
+            _ => RATE_LIMITED
+                .with_label_values(&[&*self.route, policy])
+                .inc(),
+        }
     }
 }
 
@@ -511,7 +621,32 @@ mod tests {
     #[test]
     fn route_series_count_where_label_lookups_would() {
         let route = "series-test-route";
-        let series = RouteSeries::new(std::sync::Arc::from(route));
+        let policy: std::sync::Arc<str> = std::sync::Arc::from("series-test-policy");
+        let series = RouteSeries::new(std::sync::Arc::from(route), true, Some(&policy));
+        let cache = |result| CACHE_REQUESTS.with_label_values(&[route, result]).get();
+        let abort = |reason| CLIENT_ABORTS.with_label_values(&[route, reason]).get();
+        let family_has = |family: &IntCounterVec, labels: &[&str]| {
+            use prometheus::core::Collector;
+            family
+                .collect()
+                .iter()
+                .flat_map(|f| f.get_metric())
+                .any(|m| {
+                    labels
+                        .iter()
+                        .all(|v| m.get_label().iter().any(|l| l.value() == *v))
+                })
+        };
+        // Before anything is counted, the series the route's config tells exist at 0.
+        for result in ["hit", "miss", "stale", "bypass"] {
+            assert!(family_has(&CACHE_REQUESTS, &[route, result]), "{result}");
+        }
+        for reason in ["too_large", "body_timeout", "malformed", "went_away"] {
+            assert!(family_has(&CLIENT_ABORTS, &[route, reason]), "{reason}");
+        }
+        assert!(family_has(&RATE_LIMITED, &[route, "series-test-policy"]));
+        assert!(!family_has(&CLIENT_ABORTS, &[route, "header_timeout"]));
+        assert!(!family_has(&REQUESTS, &[route]));
         let value =
             |method: &str, status: &str| REQUESTS.with_label_values(&[route, method, status]).get();
         // More distinct statuses than slots: the rarer ones are still counted.
@@ -530,7 +665,16 @@ mod tests {
         series.count_cache(CacheResult::Hit);
         series.count_cache(CacheResult::Hit);
         series.count_cache(CacheResult::Stale);
-        let cache = |result| CACHE_REQUESTS.with_label_values(&[route, result]).get();
         assert_eq!((cache("hit"), cache("stale"), cache("miss")), (2, 1, 0));
+        series.count_abort(ClientAbort::TooLarge);
+        series.count_abort(ClientAbort::HeaderTimeout);
+        assert_eq!((abort("too_large"), abort("header_timeout")), (1, 1));
+        series.count_rate_limited("series-test-policy");
+        series.count_rate_limited("another-policy");
+        let limited = |policy| RATE_LIMITED.with_label_values(&[route, policy]).get();
+        assert_eq!(
+            (limited("series-test-policy"), limited("another-policy")),
+            (1, 1)
+        );
     }
 }

@@ -294,6 +294,10 @@ pub struct CertWatcher {
 impl CertWatcher {
     pub fn new(resolver: Arc<CertResolver>, state: Arc<ArcSwap<State>>) -> Self {
         metrics::TLS_CERTIFICATE_EXPIRY.set(resolver.current().not_after());
+        // Both results from 0, as the config reloads' (see `Reloader::new`).
+        for result in ["success", "failure"] {
+            metrics::TLS_CERTIFICATE_RELOADS.with_label_values(&[result]);
+        }
         CertWatcher {
             resolver,
             state,

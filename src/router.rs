@@ -8,8 +8,8 @@ use std::{collections::HashMap, sync::Arc};
 use http::Method;
 
 use crate::{
-    config::{AuthMode, BodyPolicy, RouteCachePolicy, RouteSpec},
-    metrics::RouteSeries,
+    config::{AuthMode, BodyPolicy, Config, RouteCachePolicy},
+    metrics::{self, RouteSeries},
 };
 
 /// A route as the request path needs it.
@@ -27,7 +27,7 @@ pub struct Route {
     pub body: BodyPolicy,
     /// Index of the route's rate-limit policy in `State::rate_limits`.
     pub rate_limit: Option<usize>,
-    /// Its series of the per-request metrics, kept from first use.
+    /// Its series of the per-request metrics, made (at 0) with the route.
     pub series: RouteSeries,
     methods: Option<Arc<[Method]>>,
 }
@@ -57,9 +57,15 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(routes: &[RouteSpec]) -> Self {
+    /// The routes of `config` (its rate-limit policies name the routes' series).
+    pub fn new(config: &Config) -> Self {
+        metrics::init_unmatched_series();
         let mut by_prefix: HashMap<String, Vec<Arc<Route>>> = HashMap::new();
-        for spec in routes {
+        for spec in &config.routes {
+            let policy = spec
+                .rate_limit
+                .and_then(|index| config.rate_limits.get(index))
+                .map(|policy| &policy.name);
             by_prefix
                 .entry(spec.path.clone())
                 .or_default()
@@ -72,7 +78,7 @@ impl Router {
                     invalidates: Arc::from(spec.invalidates.as_slice()),
                     body: spec.body,
                     rate_limit: spec.rate_limit,
-                    series: RouteSeries::new(spec.id.clone()),
+                    series: RouteSeries::new(spec.id.clone(), spec.cache.is_some(), policy),
                     methods: spec.methods.as_deref().map(Arc::from),
                 }));
         }
@@ -180,14 +186,13 @@ fn is_dot_segment(segment: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
     fn router(yaml_routes: &str) -> Router {
         let text = format!(
             "upstreams:\n  users: {{ backends: [127.0.0.1:1] }}\n  paths: {{ backends: [127.0.0.1:2] }}\nauth:\n  token_endpoint: {{ upstream: users }}\nroutes:\n{yaml_routes}"
         );
         let secret = |_: &str| Some("0123456789abcdef0123456789abcdef".to_owned());
-        Router::new(&Config::parse_with_env(&text, &secret).unwrap().routes)
+        Router::new(&Config::parse_with_env(&text, &secret).unwrap())
     }
 
     fn id(router: &Router, method: Method, path: &str) -> Result<String, RouteError> {

@@ -14,7 +14,10 @@ use crate::{
     events::EventBus,
     ratelimit::RateLimits,
     router::Router,
-    upstream::{Upstream, bulkhead::Limiter},
+    upstream::{
+        Upstream,
+        bulkhead::{self, Limiter},
+    },
 };
 
 #[derive(Debug)]
@@ -62,6 +65,9 @@ impl State {
             }
             None => Arc::new(Limiter::new(limit)),
         };
+        if let Some(auth) = &config.auth {
+            bulkhead::init_shed_series(&auth.upstream, "token_exchange", limit);
+        }
         let same_provider = |p: &State| match (&p.config.auth, &config.auth) {
             (Some(before), Some(now)) => before.same_provider(now),
             (before, now) => before.is_none() && now.is_none(),
@@ -92,7 +98,7 @@ impl State {
         let rate_limits = RateLimits::new(&config, previous.map(|p| &p.rate_limits));
         Ok(State {
             rate_limits,
-            router: Router::new(&config.routes),
+            router: Router::new(&config),
             upstreams,
             auth,
             exchange_limit,

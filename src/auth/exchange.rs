@@ -87,9 +87,7 @@ impl TokenSource for UsersTokenSource {
             let mut attempt = match users.attempt(tried, Instant::now()) {
                 Ok(attempt) => attempt,
                 Err(Refused::Unavailable(unavailable_now)) => {
-                    metrics::BREAKER_REJECTIONS
-                        .with_label_values(&[&*users.name])
-                        .inc();
+                    users.count_rejection();
                     return Err(unavailable(
                         unavailable_now.retry_after,
                         "the users service's circuit breaker is open",

@@ -22,6 +22,7 @@ use moka::{
     future::Cache,
     ops::compute::{CompResult, Op},
 };
+use prometheus::IntCounter;
 
 pub use self::{
     credentials::{Credentials, CredentialsError},
@@ -121,6 +122,41 @@ pub struct TokenProvider {
     settings: TokenCacheSettings,
     hash_key: hmac::Key,
     cache: Cache<CredentialKey, Entry>,
+    series: Series,
+}
+
+/// The `outcome`s of `gateway_auth_requests_total` ([`TokenProvider::fetch`]'s).
+const AUTH_OUTCOMES: [&str; 5] = ["ok", "rejected", "unavailable", "invalid_token", "shed"];
+
+/// The provider's series of `gateway_token_cache_total` and `gateway_auth_requests_total`,
+/// made at 0 with it: a counter series born at 1 reads as no increase to Prometheus's
+/// `increase()` and `rate()`, hiding the first refusal or the first outage.
+struct Series {
+    hit: IntCounter,
+    miss: IntCounter,
+    negative_hit: IntCounter,
+    /// By [`AUTH_OUTCOMES`].
+    outcomes: [IntCounter; AUTH_OUTCOMES.len()],
+}
+
+impl Series {
+    fn new() -> Self {
+        let cache = |result| metrics::TOKEN_CACHE.with_label_values(&[result]);
+        Series {
+            hit: cache("hit"),
+            miss: cache("miss"),
+            negative_hit: cache("negative_hit"),
+            outcomes: AUTH_OUTCOMES
+                .map(|outcome| metrics::AUTH_REQUESTS.with_label_values(&[outcome])),
+        }
+    }
+
+    fn count_outcome(&self, outcome: &str) {
+        match AUTH_OUTCOMES.iter().position(|o| *o == outcome) {
+            Some(index) => self.outcomes[index].inc(),
+            None => metrics::AUTH_REQUESTS.with_label_values(&[outcome]).inc(),
+        }
+    }
 }
 
 impl std::fmt::Debug for TokenProvider {
@@ -181,6 +217,7 @@ impl TokenProvider {
                 .max_capacity(settings.capacity)
                 .expire_after(EntryExpiry)
                 .build(),
+            series: Series::new(),
         }
     }
 
@@ -230,7 +267,7 @@ impl TokenProvider {
     ) -> Result<Identity, AuthError> {
         if self.settings.capacity == 0 {
             let permit = admit(limits, basic)?;
-            metrics::TOKEN_CACHE.with_label_values(&["miss"]).inc();
+            self.series.miss.inc();
             let entry = self.fetch(basic, now, request_id, users).await;
             if let (Some(permit), Ok(Entry::Rejected { .. })) = (&permit, &entry) {
                 permit.refused(Instant::now());
@@ -267,7 +304,7 @@ impl TokenProvider {
                             return Op::Nop;
                         }
                     };
-                    metrics::TOKEN_CACHE.with_label_values(&["miss"]).inc();
+                    self.series.miss.inc();
                     match self.fetch(basic, now, request_id, users).await {
                         Ok(entry) => {
                             if let (Some(permit), Entry::Rejected { .. }) = (&permit, &entry) {
@@ -304,13 +341,11 @@ impl TokenProvider {
                 identity,
                 refresh_at,
             } if unix(now) < *refresh_at => {
-                metrics::TOKEN_CACHE.with_label_values(&["hit"]).inc();
+                self.series.hit.inc();
                 Some(Ok(identity.clone()))
             }
             Entry::Rejected { until } if now < *until => {
-                metrics::TOKEN_CACHE
-                    .with_label_values(&["negative_hit"])
-                    .inc();
+                self.series.negative_hit.inc();
                 Some(Err(AuthError::Rejected))
             }
             _ => None,
@@ -373,7 +408,7 @@ impl TokenProvider {
                 ("shed", Err(AuthError::Overloaded { retry_after }))
             }
         };
-        metrics::AUTH_REQUESTS.with_label_values(&[outcome]).inc();
+        self.series.count_outcome(outcome);
         entry
     }
 

@@ -144,6 +144,28 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// One failure of each kind (any status stands for `Status`): every failure `outcome`
+    /// of `gateway_upstream_attempts_total`, whose series are created at 0 with a backend.
+    /// A new kind goes here too.
+    pub const EACH: [FailureKind; 8] = [
+        FailureKind::ConnectFailed,
+        FailureKind::ConnectTimeout,
+        FailureKind::TlsVerification,
+        FailureKind::TlsHandshake,
+        FailureKind::ReadTimeout,
+        FailureKind::WriteTimeout,
+        FailureKind::ResponseIncomplete,
+        FailureKind::Status(500),
+    ];
+
+    /// Whether only a backend called over TLS can fail so.
+    pub fn needs_tls(&self) -> bool {
+        matches!(
+            self,
+            FailureKind::TlsVerification | FailureKind::TlsHandshake
+        )
+    }
+
     /// Stable name for logs and metric labels (statuses collapse into one label to keep cardinality bounded).
     pub fn as_str(&self) -> &'static str {
         match self {

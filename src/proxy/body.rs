@@ -24,34 +24,12 @@ use tokio::time::Instant;
 use super::problem::Problem;
 use crate::config::BodyPolicy;
 
-/// Why the gateway ended a request because of what its client did: the `reason` label of
-/// `gateway_client_aborts_total`. None of these is ever charged to a breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAbort {
-    /// The body, declared or as received, is larger than the route's `max_body`: 413.
-    TooLarge,
-    /// The body did not arrive in time (`client_body_timeout`): 408.
-    BodyTimeout,
-    /// The header did not arrive in time (`client_header_timeout`): the connection closes.
-    HeaderTimeout,
-    /// The body's framing is broken (a bad chunk): 400.
-    Malformed,
-    /// The client closed its connection before the request or its answer went through, or
-    /// stopped reading the answer (`client_write_timeout`).
-    WentAway,
-}
+// The reasons are the `reason` label of `gateway_client_aborts_total`, so the enum is
+// declared with the metrics (which create each route's series at 0); what the client is
+// answered is the proxy's business, here.
+pub use crate::metrics::ClientAbort;
 
 impl ClientAbort {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClientAbort::TooLarge => "too_large",
-            ClientAbort::BodyTimeout => "body_timeout",
-            ClientAbort::HeaderTimeout => "header_timeout",
-            ClientAbort::Malformed => "malformed",
-            ClientAbort::WentAway => "went_away",
-        }
-    }
-
     /// The answer, when the client can still be given one. `max` is the route's limit.
     pub fn problem(self, max: u64) -> Option<Problem> {
         match self {

@@ -44,7 +44,10 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
-use crate::{metrics, state::State};
+use crate::{
+    metrics::{self, ClientAbort},
+    state::State,
+};
 
 /// The proxy app, with a header deadline on every connection it is given.
 pub struct HeaderDeadline<A> {
@@ -202,7 +205,7 @@ impl AsyncRead for DeadlineStream {
                 this.expired = true;
                 this.timer = None;
                 metrics::CLIENT_ABORTS
-                    .with_label_values(&["unmatched", "header_timeout"])
+                    .with_label_values(&[metrics::UNMATCHED, ClientAbort::HeaderTimeout.as_str()])
                     .inc();
             }
             return Poll::Ready(Err(io::Error::new(

@@ -10,7 +10,7 @@ use pingora_proxy::Session;
 use super::{RequestCtx, problem::Problem};
 use crate::{
     config::RateLimitKey,
-    headers, metrics,
+    headers,
     ratelimit::{Key, client_address},
 };
 
@@ -80,9 +80,7 @@ pub async fn check(
         }
         return Ok(false);
     }
-    metrics::RATE_LIMITED
-        .with_label_values(&[&*route.id, &*verdict.policy])
-        .inc();
+    route.series.count_rate_limited(&verdict.policy);
     Problem::rate_limited(&verdict)
         .write(session, &ctx.request_id)
         .await?;

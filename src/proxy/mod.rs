@@ -500,15 +500,17 @@ impl ProxyHttp for Gateway {
         drop(ctx.admitted.take());
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let header = session.req_header();
-        let route = ctx.route.as_ref().map_or("unmatched", |r| &*r.id);
+        let route = ctx.route.as_ref().map_or(metrics::UNMATCHED, |r| &*r.id);
         let elapsed = ctx.started.elapsed();
         let abort = ctx
             .client_abort
             .or_else(|| e.and_then(|e| body::abort_in_proxy(e, ctx.request_complete)));
-        if let Some(abort) = abort {
-            metrics::CLIENT_ABORTS
+        match (abort, &ctx.route) {
+            (Some(abort), Some(route)) => route.series.count_abort(abort),
+            (Some(abort), None) => metrics::CLIENT_ABORTS
                 .with_label_values(&[route, abort.as_str()])
-                .inc();
+                .inc(),
+            (None, _) => {}
         }
         let seconds = elapsed.as_secs_f64();
         match &ctx.route {

@@ -133,6 +133,24 @@ impl ExchangeLimits {
             },
             |p| p.login_key.clone(),
         );
+        // Each configured limit's refusals from 0, so that the first is an increase.
+        let configured = [
+            (
+                settings.max_in_flight_per_client.is_some(),
+                LimitReason::InFlight,
+            ),
+            (
+                settings.failures_per_client.is_some(),
+                LimitReason::ClientFailures,
+            ),
+            (
+                settings.failures_per_login.is_some(),
+                LimitReason::LoginFailures,
+            ),
+        ];
+        for (_, reason) in configured.iter().filter(|(on, _)| *on) {
+            metrics::EXCHANGE_LIMITED.with_label_values(&[reason.as_str()]);
+        }
         ExchangeLimits {
             in_flight: previous.map_or_else(|| Arc::new(Inflight::new()), |p| p.in_flight.clone()),
             per_client: settings

@@ -169,6 +169,8 @@ impl RateLimiter {
                 None,
             ) => RedisCounter::new(url, *timeout, key_prefix, &policy.name).map(Arc::new),
         };
+        // From 0, so that the first eviction is an increase (see `metrics::RouteSeries`).
+        metrics::RATE_LIMIT_EVICTIONS.with_label_values(&[&*policy.name]);
         RateLimiter {
             gcra: Gcra::new(policy.rate.interval(), policy.burst),
             policy: policy.clone(),

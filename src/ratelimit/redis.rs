@@ -61,6 +61,8 @@ impl RedisCounter {
         let connector = url
             .expose_str()
             .and_then(|url| RedisConnector::new(url).ok())?;
+        // From 0 (the link does its errors): the first local decision is an increase.
+        metrics::RATE_LIMIT_FALLBACK.with_label_values(&[&**policy]);
         let signals = Signals {
             what: "rate limit store",
             meanwhile: "counting locally",

@@ -62,6 +62,13 @@ pub enum Failure {
 }
 
 impl Failure {
+    pub const ALL: [Failure; 4] = [
+        Failure::Down,
+        Failure::Timeout,
+        Failure::Broken,
+        Failure::Reply,
+    ];
+
     /// The `kind` label of the user's errors counter (`gateway_cache_store_errors_total`,
     /// `gateway_rate_limit_store_errors_total`).
     pub fn as_str(self) -> &'static str {
@@ -132,6 +139,12 @@ impl<K: Connector> Link<K> {
             .available
             .with_label_values(&[&*signals.name])
             .set(0);
+        // Every kind of error from 0, so that the first of each is an increase.
+        for failure in Failure::ALL {
+            signals
+                .errors
+                .with_label_values(&[&*signals.name, failure.as_str()]);
+        }
         Link {
             shared: Arc::new(Shared {
                 connector,

@@ -24,7 +24,7 @@ use std::{
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
-use crate::config::ConcurrencyLimit;
+use crate::{config::ConcurrencyLimit, metrics};
 
 /// How long a refused caller is told to wait: slots free as calls finish, so soon.
 pub const SHED_RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -39,11 +39,26 @@ pub enum Shed {
 }
 
 impl Shed {
+    /// The `reason` label of `gateway_upstream_shed_total`.
     pub fn as_str(self) -> &'static str {
         match self {
             Shed::QueueFull => "queue_full",
             Shed::QueueTimeout => "queue_timeout",
         }
+    }
+}
+
+/// Creates at 0 the series of `gateway_upstream_shed_total` that `limit` can count (for
+/// `upstream`, under `limit_label`: `upstream` or `token_exchange`): none without a limit.
+/// A series born at 1 would read as no increase to Prometheus's `increase()`, hiding the
+/// first refusal. (`queue_timeout` too without a queue: a caller queued before a reload
+/// took the queue away can still time out.)
+pub fn init_shed_series(upstream: &str, limit_label: &str, limit: ConcurrencyLimit) {
+    if limit.max_in_flight.is_none() {
+        return;
+    }
+    for reason in [Shed::QueueFull, Shed::QueueTimeout] {
+        metrics::UPSTREAM_SHED.with_label_values(&[upstream, limit_label, reason.as_str()]);
     }
 }
 

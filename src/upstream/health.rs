@@ -42,6 +42,13 @@ pub enum CheckResult {
 }
 
 impl CheckResult {
+    pub const ALL: [CheckResult; 4] = [
+        CheckResult::Pass,
+        CheckResult::Fail,
+        CheckResult::Timeout,
+        CheckResult::Error,
+    ];
+
     pub fn passed(self) -> bool {
         self == CheckResult::Pass
     }

@@ -12,7 +12,7 @@ pub mod health;
 use std::{
     net::SocketAddr,
     sync::{
-        Arc, OnceLock,
+        Arc,
         atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
@@ -28,8 +28,8 @@ use tracing::{info, warn};
 
 use crate::{
     breaker::{
-        BreakerState, CircuitBreaker, Transition, TransitionListener, TransitionReason,
-        classify::StatusSet,
+        BreakerState, CircuitBreaker, FailureKind, Transition, TransitionListener,
+        TransitionReason, classify::StatusSet,
     },
     config::{HealthCheckSpec, UpstreamSpec},
     events::{EventBus, TransitionEvent},
@@ -52,23 +52,25 @@ pub struct Backend {
     /// What the active health checks concluded (shared across reloads like the breaker).
     pub health: Arc<Health>,
     peer: HttpPeer,
-    /// This backend's series of `gateway_upstream_attempts_total` for the two outcomes
-    /// nearly every attempt ends with (`success`, `cancelled`), looked up at first use and
-    /// kept; other outcomes are looked up each time.
-    attempt_series: [OnceLock<IntCounter>; 2],
+    /// This backend's series of `gateway_upstream_attempts_total`, one per outcome it can
+    /// end with, `success` first (see [`BackendSeries`]).
+    attempts: Vec<(&'static str, IntCounter)>,
+    /// Its series of `gateway_health_checks_total` by [`CheckResult::ALL`], when checked.
+    checks: Option<[IntCounter; CheckResult::ALL.len()]>,
 }
+
+/// The outcomes an attempt ends with besides a failure (see [`FailureKind::EACH`]).
+const SETTLED_OUTCOMES: [&str; 2] = ["success", "cancelled"];
 
 impl Backend {
     /// Counts one attempt on this backend of `upstream` under its final `outcome`.
     fn count_attempt(&self, upstream: &str, outcome: &'static str) {
-        let lookup =
-            || metrics::UPSTREAM_ATTEMPTS.with_label_values(&[upstream, &*self.label, outcome]);
-        let slot = match outcome {
-            "success" => &self.attempt_series[0],
-            "cancelled" => &self.attempt_series[1],
-            _ => return lookup().inc(),
-        };
-        slot.get_or_init(lookup).inc();
+        match self.attempts.iter().find(|(o, _)| *o == outcome) {
+            Some((_, counter)) => counter.inc(),
+            None => metrics::UPSTREAM_ATTEMPTS
+                .with_label_values(&[upstream, &*self.label, outcome])
+                .inc(),
+        }
     }
 
     /// Attempts on this backend now: admitted by [`Upstream::attempt`] and not yet dropped.
@@ -100,9 +102,9 @@ pub struct Upstream {
     /// Active health checks of every backend, if configured (run by `crate::checker`).
     pub health_check: Option<HealthCheckSpec>,
     next: AtomicUsize,
-    /// This upstream's series of `gateway_breaker_rejections_total`, looked up at its first
-    /// rejection and kept, so a rejection costs no label lookup.
-    rejections: OnceLock<IntCounter>,
+    /// This upstream's series of `gateway_breaker_rejections_total`, made (at 0) with it,
+    /// so a rejection costs no label lookup.
+    rejections: IntCounter,
 }
 
 /// No backend can take the request now.
@@ -201,14 +203,21 @@ impl Upstream {
                         (b.label.clone(), Arc::new(breaker))
                     }
                 };
+                let series = BackendSeries {
+                    upstream: &spec.name,
+                    backend: &label,
+                    tls: b.tls.is_some(),
+                    checked: spec.health_check.is_some(),
+                };
                 Backend {
+                    attempts: series.attempts(),
+                    checks: series.checks(),
                     label,
                     addr: b.addr,
                     breaker,
                     in_flight: in_flight.unwrap_or_default(),
                     health,
                     peer,
-                    attempt_series: Default::default(),
                 }
             })
             .collect();
@@ -219,6 +228,7 @@ impl Upstream {
             }
             None => Arc::new(Bulkhead::new(spec.limit)),
         };
+        bulkhead::init_shed_series(&spec.name, "upstream", spec.limit);
         Upstream {
             name: spec.name.clone(),
             breaker_name: spec.breaker.clone(),
@@ -228,7 +238,7 @@ impl Upstream {
             bulkhead,
             health_check: spec.health_check.clone(),
             next: AtomicUsize::new(0),
-            rejections: OnceLock::new(),
+            rejections: metrics::BREAKER_REJECTIONS.with_label_values(&[&*spec.name]),
         }
     }
 
@@ -309,9 +319,13 @@ impl Upstream {
         let (Some(spec), Some(backend)) = (&self.health_check, self.backends.get(index)) else {
             return Verdict::Unchanged;
         };
-        metrics::HEALTH_CHECKS
-            .with_label_values(&[&*self.name, &*backend.label, result.as_str()])
-            .inc();
+        match &backend.checks {
+            Some(series) => series[result as usize].inc(),
+            // Not reached (a checked upstream's backends have theirs); counted all the same.
+            None => metrics::HEALTH_CHECKS
+                .with_label_values(&[&*self.name, &*backend.label, result.as_str()])
+                .inc(),
+        }
         let verdict = backend.health.record(result, spec, now);
         let breaker = &backend.breaker;
         match verdict {
@@ -371,9 +385,7 @@ impl Upstream {
 
     /// Counts a request refused because no breaker admitted it.
     pub fn count_rejection(&self) {
-        self.rejections
-            .get_or_init(|| metrics::BREAKER_REJECTIONS.with_label_values(&[&*self.name]))
-            .inc();
+        self.rejections.inc();
     }
 
     /// Whether a backend other than those `tried` exists at all.
@@ -389,11 +401,11 @@ impl Upstream {
                 let _ = metrics::BREAKER_STATE.remove_label_values(&[&*self.name, &*backend.label]);
                 let _ = metrics::UPSTREAM_IN_FLIGHT
                     .remove_label_values(&[&*self.name, &*backend.label]);
-                for result in ["pass", "fail", "timeout", "error"] {
+                for result in CheckResult::ALL {
                     let _ = metrics::HEALTH_CHECKS.remove_label_values(&[
                         &*self.name,
                         &*backend.label,
-                        result,
+                        result.as_str(),
                     ]);
                 }
                 let series = [("upstream", &*self.name), ("backend", &*backend.label)];
@@ -404,11 +416,60 @@ impl Upstream {
         if next.is_none() {
             let _ = metrics::UPSTREAM_QUEUED.remove_label_values(&[&*self.name, "upstream"]);
             let _ = metrics::BREAKER_REJECTIONS.remove_label_values(&[&*self.name]);
+            metrics::remove_series(
+                &metrics::UPSTREAM_SHED,
+                &[("upstream", &*self.name), ("limit", "upstream")],
+            );
         }
     }
 
     pub fn peer(&self, backend: usize) -> Option<&HttpPeer> {
         self.backends.get(backend).map(|b| &b.peer)
+    }
+}
+
+/// What a backend's series are made of. They are created at 0 when the backend is
+/// compiled, for every label value the config already tells, for the reason given at
+/// [`init_transition_series`]; a backend kept by a reload finds its series as they were.
+struct BackendSeries<'a> {
+    upstream: &'a str,
+    backend: &'a str,
+    /// Called over TLS: the TLS failures are possible.
+    tls: bool,
+    /// Its upstream has active health checks.
+    checked: bool,
+}
+
+impl BackendSeries<'_> {
+    fn attempts(&self) -> Vec<(&'static str, IntCounter)> {
+        let failures = FailureKind::EACH
+            .iter()
+            .filter(|kind| self.tls || !kind.needs_tls())
+            .map(FailureKind::as_str);
+        SETTLED_OUTCOMES
+            .into_iter()
+            .chain(failures)
+            .map(|outcome| {
+                let counter = metrics::UPSTREAM_ATTEMPTS.with_label_values(&[
+                    self.upstream,
+                    self.backend,
+                    outcome,
+                ]);
+                (outcome, counter)
+            })
+            .collect()
+    }
+
+    fn checks(&self) -> Option<[IntCounter; CheckResult::ALL.len()]> {
+        self.checked.then(|| {
+            CheckResult::ALL.map(|result| {
+                metrics::HEALTH_CHECKS.with_label_values(&[
+                    self.upstream,
+                    self.backend,
+                    result.as_str(),
+                ])
+            })
+        })
     }
 }
 

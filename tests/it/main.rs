@@ -16,6 +16,7 @@ mod exchange_limits;
 mod health;
 mod layers;
 mod live;
+mod metrics;
 mod proxying;
 mod rate_limit;
 mod rate_limit_redis;

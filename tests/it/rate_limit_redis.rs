@@ -103,7 +103,7 @@ async fn two_gateways_enforce_one_limit_through_redis() {
                 "gateway_rate_limit_fallback_total",
                 &[("policy", "one_limit")]
             ),
-            None,
+            Some(0.0),
             "never counted locally: {metrics}"
         );
     }
