@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Shell helpers shared by the load benchmarks benches/*/run.sh (sourced, not run): messages, the
-# temp dir and the processes stopped on exit, free ports, waiting for a listener, wrk runs that
-# notice another engineer's wrk, and the summary's arithmetic. For `measure` the caller defines
-# RESULTS and measure_once.
+# temp dir and the processes stopped on exit, free ports, waiting for a listener, the users and
+# paths services, wrk runs that notice another engineer's wrk, and the summary's arithmetic. For
+# `measure` the caller defines RESULTS and measure_once.
 BENCHES=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 say() { printf '%s\n' "$*"; }
@@ -61,6 +61,22 @@ wait_port() { # port pid name [seconds, default 10]
     sleep 0.1
   done
   die "$3 did not listen on 127.0.0.1:$1 within $seconds s"
+}
+
+# ---------------------------------------------------------------- travel services
+# start_users_and_paths USERS_PORT PATHS_PORT: `travel serve users`, then `travel serve paths`
+# ($TRAVEL_BIN, logs users.log and paths.log in $TMP) on one SQLite file in $TMP, both stopped on
+# exit. Users first: it creates and migrates the database, which paths then opens. Exports a
+# random JWT_SECRET (the services sign and verify with it; a gateway reads it through
+# `secret_env`), JWT_TTL=1h and RUST_LOG=warn.
+start_users_and_paths() {
+  local db="sqlite://$TMP/travel.db" users_pid paths_pid
+  JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
+  export JWT_SECRET JWT_TTL=1h RUST_LOG=warn
+  "$TRAVEL_BIN" serve users --database-url "$db" --users-port "$1" > "$TMP/users.log" 2>&1 &
+  users_pid=$!; started "$users_pid" INT; wait_port "$1" "$users_pid" "travel serve users"
+  "$TRAVEL_BIN" serve paths --database-url "$db" --paths-port "$2" > "$TMP/paths.log" 2>&1 &
+  paths_pid=$!; started "$paths_pid" INT; wait_port "$2" "$paths_pid" "travel serve paths"
 }
 
 # ---------------------------------------------------------------- wrk

@@ -50,13 +50,7 @@ bench_tmp flood-bench
 read -r USERS_PORT PATHS_PORT GW_PORT ADMIN_PORT < <(free_ports 4)
 
 # ---------------------------------------------------------------- travel services
-JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
-export JWT_SECRET JWT_TTL=1h RUST_LOG=warn
-DB="sqlite://$TMP/travel.db"
-"$TRAVEL_BIN" serve users --database-url "$DB" --users-port "$USERS_PORT" > "$TMP/users.log" 2>&1 &
-USERS_PID=$!; started "$USERS_PID" INT; wait_port "$USERS_PORT" "$USERS_PID" "travel serve users"
-"$TRAVEL_BIN" serve paths --database-url "$DB" --paths-port "$PATHS_PORT" > "$TMP/paths.log" 2>&1 &
-PATHS_PID=$!; started "$PATHS_PID" INT; wait_port "$PATHS_PORT" "$PATHS_PID" "travel serve paths"
+start_users_and_paths "$USERS_PORT" "$PATHS_PORT"
 
 # ---------------------------------------------------------------- gateway
 # The shipped gateway.yaml's values for everything the flood meets.

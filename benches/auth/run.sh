@@ -50,14 +50,7 @@ read -r USERS_PORT PATHS_PORT GW_A GW_B GW_C AD_A AD_B AD_C < <(free_ports 8)
 
 
 # ---------------------------------------------------------------- travel services
-JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
-export JWT_SECRET JWT_TTL=1h RUST_LOG=warn
-DB="sqlite://$TMP/travel.db"
-# users first (creates and migrates the database), then paths on the same file.
-"$TRAVEL_BIN" serve users --database-url "$DB" --users-port "$USERS_PORT" > "$TMP/users.log" 2>&1 &
-USERS_PID=$!; started "$USERS_PID" INT; wait_port "$USERS_PORT" "$USERS_PID" "travel serve users"
-"$TRAVEL_BIN" serve paths --database-url "$DB" --paths-port "$PATHS_PORT" > "$TMP/paths.log" 2>&1 &
-PATHS_PID=$!; started "$PATHS_PID" INT; wait_port "$PATHS_PORT" "$PATHS_PID" "travel serve paths"
+start_users_and_paths "$USERS_PORT" "$PATHS_PORT"
 
 USERS="http://127.0.0.1:$USERS_PORT"
 PATHS="http://127.0.0.1:$PATHS_PORT"
