@@ -54,57 +54,56 @@ impl Sample {
     /// Reads the gateway's counters (the registry's, so process-wide).
     pub fn gather() -> Sample {
         let mut sample = Sample::default();
-        for family in metrics::REQUESTS.collect() {
-            for m in family.get_metric() {
-                let route = sample
-                    .routes
-                    .entry(label(m, "route").to_owned())
-                    .or_default();
-                let n = m.get_counter().get_value() as u64;
-                route.requests += n;
-                if label(m, "status").starts_with('5') {
-                    route.errors += n;
-                }
+        sample.per_route(&*metrics::REQUESTS, |route, m| {
+            let n = m.get_counter().get_value() as u64;
+            route.requests += n;
+            if label(m, "status").starts_with('5') {
+                route.errors += n;
             }
-        }
-        for family in metrics::REQUEST_DURATION.collect() {
-            for m in family.get_metric() {
-                let route = sample
-                    .routes
-                    .entry(label(m, "route").to_owned())
-                    .or_default();
-                let h = m.get_histogram();
-                route.buckets = h
-                    .get_bucket()
-                    .iter()
-                    .map(|b| (b.upper_bound(), b.cumulative_count()))
-                    .chain(std::iter::once((f64::INFINITY, h.get_sample_count())))
-                    .collect();
+        });
+        sample.per_route(&*metrics::REQUEST_DURATION, |route, m| {
+            let h = m.get_histogram();
+            route.buckets = h
+                .get_bucket()
+                .iter()
+                .map(|b| (b.upper_bound(), b.cumulative_count()))
+                .chain(std::iter::once((f64::INFINITY, h.get_sample_count())))
+                .collect();
+        });
+        sample.per_route(&*metrics::CACHE_REQUESTS, |route, m| {
+            let n = m.get_counter().get_value() as u64;
+            route.cache_lookups += n;
+            if label(m, "result") == "hit" {
+                route.cache_hits += n;
             }
-        }
-        for family in metrics::CACHE_REQUESTS.collect() {
-            for m in family.get_metric() {
-                let route = sample
-                    .routes
-                    .entry(label(m, "route").to_owned())
-                    .or_default();
-                let n = m.get_counter().get_value() as u64;
-                route.cache_lookups += n;
-                if label(m, "result") == "hit" {
-                    route.cache_hits += n;
-                }
-            }
-        }
-        for family in metrics::TOKEN_CACHE.collect() {
-            for m in family.get_metric() {
-                let n = m.get_counter().get_value() as u64;
-                sample.token_lookups += n;
-                if matches!(label(m, "result"), "hit" | "negative_hit") {
-                    sample.token_hits += n;
-                }
+        });
+        for m in metrics::TOKEN_CACHE
+            .collect()
+            .iter()
+            .flat_map(|f| f.get_metric())
+        {
+            let n = m.get_counter().get_value() as u64;
+            sample.token_lookups += n;
+            if matches!(label(m, "result"), "hit" | "negative_hit") {
+                sample.token_hits += n;
             }
         }
         sample
+    }
+
+    /// Hands every series of `family` to `add`, with the counters of the route its `route`
+    /// label names.
+    fn per_route(
+        &mut self,
+        family: &dyn Collector,
+        mut add: impl FnMut(&mut RouteCounters, &prometheus::proto::Metric),
+    ) {
+        for m in family.collect().iter().flat_map(|f| f.get_metric()) {
+            add(
+                self.routes.entry(label(m, "route").to_owned()).or_default(),
+                m,
+            );
+        }
     }
 }
 
@@ -294,6 +293,21 @@ mod tests {
             routes: BTreeMap::from([(route.to_owned(), c)]),
             ..Sample::default()
         }
+    }
+
+    #[test]
+    fn gather_reads_each_route_from_every_family() {
+        let route = "snapshot-gather-route";
+        let series = metrics::RouteSeries::new(std::sync::Arc::from(route), true, None);
+        series.count_request(&http::Method::GET, 200, 0.001);
+        series.count_request(&http::Method::GET, 503, 0.001);
+        series.count_cache(metrics::CacheResult::Hit);
+        series.count_cache(metrics::CacheResult::Miss);
+        let sample = Sample::gather();
+        let counters = &sample.routes[route];
+        assert_eq!((counters.requests, counters.errors), (2, 1));
+        assert_eq!(counters.buckets.last(), Some(&(f64::INFINITY, 2)));
+        assert_eq!((counters.cache_hits, counters.cache_lookups), (1, 2));
     }
 
     #[test]
