@@ -1,10 +1,7 @@
 //! The response cache against the real travel services, each scenario run against both
 //! stores: memory, and the real Redis on this machine.
 
-use std::{
-    sync::atomic::{AtomicUsize, Ordering},
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
 use base64::Engine as _;
 use reqwest::{Response, StatusCode};
@@ -35,15 +32,10 @@ struct Stack {
 /// The store's config section, and the guard that cleans its keys up. `redis_url` names a
 /// private Redis that the test hangs or kills; without it the scenario runs on the shared one.
 async fn store_section(store: Store, redis_url: Option<String>) -> (String, Option<PrefixGuard>) {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
     match store {
         Store::Memory => ("cache: { store: memory }\n".to_owned(), None),
         Store::Redis => {
-            let prefix = format!(
-                "gwtest-{}-{}:",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::SeqCst)
-            );
+            let guard = PrefixGuard::new("cache");
             let (url, timeout) = match redis_url {
                 // A hung Redis is noticed by this deadline: the test is about it.
                 Some(url) => (url, "200ms"),
@@ -57,9 +49,10 @@ async fn store_section(store: Store, redis_url: Option<String>) -> (String, Opti
             };
             (
                 format!(
-                    "cache: {{ store: redis, redis_url: \"{url}\", key_prefix: \"{prefix}\", redis_timeout: {timeout} }}\n"
+                    "cache: {{ store: redis, redis_url: \"{url}\", key_prefix: \"{}\", redis_timeout: {timeout} }}\n",
+                    guard.prefix
                 ),
-                Some(PrefixGuard { prefix }),
+                Some(guard),
             )
         }
     }

@@ -57,11 +57,32 @@ fn basic(login: &str, password: &str) -> String {
     format!("Basic {encoded}")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_flood_of_guesses_from_one_address_is_cut_and_another_address_still_logs_in() {
+/// The real users service, an echo origin as the paths service, and the gateway.
+async fn start() -> (TestUsers, TestUpstream, TestGateway) {
     let users = TestUsers::start(Duration::from_secs(600)).await;
     let paths = TestUpstream::start(Mode::Echo).await;
     let gateway = TestGateway::start(&config(users.users(), paths.addr)).await;
+    (users, paths, gateway)
+}
+
+/// `GET /path?id=1` (a protected route) with `login`'s Basic credential, from `address`.
+async fn get_path(
+    gateway: &TestGateway,
+    address: &str,
+    login: &str,
+    password: &str,
+) -> reqwest::Response {
+    client_from(address)
+        .get(gateway.url("/path?id=1"))
+        .header("authorization", basic(login, password))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_guesses_from_one_address_is_cut_and_another_address_still_logs_in() {
+    let (users, _paths, gateway) = start().await;
 
     // A thousand concurrent requests, each with credentials never seen before.
     let attacker = client_from("127.0.0.2");
@@ -178,31 +199,18 @@ async fn a_flood_of_guesses_from_one_address_is_cut_and_another_address_still_lo
 
 #[tokio::test(flavor = "multi_thread")]
 async fn guessing_one_login_from_many_addresses_is_limited_by_login() {
-    let users = TestUsers::start(Duration::from_secs(600)).await;
-    let paths = TestUpstream::start(Mode::Echo).await;
-    let gateway = TestGateway::start(&config(users.users(), paths.addr)).await;
+    let (users, _paths, gateway) = start().await;
     users.register("victim", "the-real-password").await;
 
     // Five wrong passwords for one login, each from its own address.
     for i in 0..5 {
-        let http = client_from(&format!("127.0.1.{}", i + 1));
-        let status = http
-            .get(gateway.url("/path?id=1"))
-            .header("authorization", basic("victim", &format!("guess-{i}")))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 401);
+        let address = format!("127.0.1.{}", i + 1);
+        let guess = get_path(&gateway, &address, "victim", &format!("guess-{i}")).await;
+        assert_eq!(guess.status(), 401);
     }
     let calls = users.auth_calls();
     // The sixth, from yet another address, is not checked at all.
-    let refused = client_from("127.0.1.9")
-        .get(gateway.url("/path?id=1"))
-        .header("authorization", basic("victim", "guess-6"))
-        .send()
-        .await
-        .unwrap();
+    let refused = get_path(&gateway, "127.0.1.9", "victim", "guess-6").await;
     assert_eq!(refused.status(), 429);
     assert!(refused.headers().contains_key("retry-after"));
     let body: serde_json::Value = refused.json().await.unwrap();
@@ -210,11 +218,6 @@ async fn guessing_one_login_from_many_addresses_is_limited_by_login() {
     assert_eq!(users.auth_calls(), calls, "the users service was not asked");
     // Another login from that address is unaffected.
     users.register("bystander", "pw-bystander").await;
-    let other = client_from("127.0.1.9")
-        .get(gateway.url("/path?id=1"))
-        .header("authorization", basic("bystander", "pw-bystander"))
-        .send()
-        .await
-        .unwrap();
+    let other = get_path(&gateway, "127.0.1.9", "bystander", "pw-bystander").await;
     assert_eq!(other.status(), 200);
 }

@@ -42,9 +42,7 @@ async fn a_fresh_gateway_exports_the_series_its_config_tells_at_zero() {
     redis_support::require_shared().await;
     let svc = TestUpstream::start(Mode::Echo).await;
     let users = TestUpstream::start(Mode::Echo).await;
-    let guard = PrefixGuard {
-        prefix: format!("gwtest-zero-{}:", std::process::id()),
-    };
+    let guard = PrefixGuard::new("zero");
     let gateway = TestGateway::start(&config(
         &svc.addr.to_string(),
         &users.addr.to_string(),
@@ -57,6 +55,13 @@ async fn a_fresh_gateway_exports_the_series_its_config_tells_at_zero() {
             metric(&text, name, labels),
             Some(0.0),
             "{name} {labels:?} at 0 before any request"
+        );
+    };
+    let absent = |name: &str, labels: &[(&str, &str)], why: &str| {
+        assert_eq!(
+            metric(&text, name, labels),
+            None,
+            "{name} {labels:?}: {why}"
         );
     };
     let present = |name: &str, labels: &[(&str, &str)]| {
@@ -79,9 +84,10 @@ async fn a_fresh_gateway_exports_the_series_its_config_tells_at_zero() {
             );
         }
         // Its status only a request tells.
-        assert_eq!(
-            metric(&text, "gateway_requests_total", &[("route", route)]),
-            None
+        absent(
+            "gateway_requests_total",
+            &[("route", route)],
+            "no request yet",
         );
     }
     for reason in ["header_timeout", "went_away"] {
@@ -96,14 +102,10 @@ async fn a_fresh_gateway_exports_the_series_its_config_tells_at_zero() {
             &[("route", "zero-cached"), ("result", result)],
         );
     }
-    assert_eq!(
-        metric(
-            &text,
-            "gateway_cache_requests_total",
-            &[("route", "zero-limited")]
-        ),
-        None,
-        "an uncached route has no cache series"
+    absent(
+        "gateway_cache_requests_total",
+        &[("route", "zero-limited")],
+        "an uncached route has no cache series",
     );
     zero(
         "gateway_rate_limited_total",
@@ -129,10 +131,10 @@ async fn a_fresh_gateway_exports_the_series_its_config_tells_at_zero() {
             "gateway_upstream_attempts_total",
             &[("upstream", "zero-tls"), ("outcome", outcome)],
         );
-        assert_eq!(
-            metric(&text, "gateway_upstream_attempts_total", &on_svc(outcome)),
-            None,
-            "a plain backend has no TLS failures"
+        absent(
+            "gateway_upstream_attempts_total",
+            &on_svc(outcome),
+            "a plain backend has no TLS failures",
         );
     }
     for upstream in ["zero-svc", "zero-tls", "zero-users"] {
@@ -160,14 +162,10 @@ async fn a_fresh_gateway_exports_the_series_its_config_tells_at_zero() {
             );
         }
     }
-    assert_eq!(
-        metric(
-            &text,
-            "gateway_upstream_shed_total",
-            &[("upstream", "zero-tls")]
-        ),
-        None,
-        "an upstream without max_in_flight sheds nothing"
+    absent(
+        "gateway_upstream_shed_total",
+        &[("upstream", "zero-tls")],
+        "an upstream without max_in_flight sheds nothing",
     );
 
     // Auth and the rate-limit policies.
@@ -193,14 +191,10 @@ async fn a_fresh_gateway_exports_the_series_its_config_tells_at_zero() {
             &[("policy", "zero-redis"), ("kind", kind)],
         );
     }
-    assert_eq!(
-        metric(
-            &text,
-            "gateway_rate_limit_fallback_total",
-            &[("policy", "zero-memory")]
-        ),
-        None,
-        "a memory policy never falls back"
+    absent(
+        "gateway_rate_limit_fallback_total",
+        &[("policy", "zero-memory")],
+        "a memory policy never falls back",
     );
 
     // The first event is an increase from 0.

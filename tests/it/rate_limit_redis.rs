@@ -1,10 +1,7 @@
 //! `store: redis`: two gateway processes count one limit together in the real Redis, and
 //! each counts on its own while Redis is gone, saying so in its own metrics.
 
-use std::{
-    sync::atomic::{AtomicUsize, Ordering},
-    time::Duration,
-};
+use std::time::Duration;
 
 use crate::{
     rate_limit::client_from,
@@ -15,16 +12,6 @@ use crate::{
     },
 };
 
-/// A key prefix of this test's own (deleted afterwards).
-fn prefix() -> String {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "gwtest-ratelimit-{}-{}:",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
 /// `policy` names the policy (and so its metric series).
 fn config(origin: &TestUpstream, policy: &str, url: &str, prefix: &str) -> String {
     format!(
@@ -33,22 +20,23 @@ fn config(origin: &TestUpstream, policy: &str, url: &str, prefix: &str) -> Strin
     )
 }
 
-/// Two gateway processes on one Redis, each connected to it.
+/// An echo origin and two gateway processes in front of it, counting under `prefix` on the
+/// Redis at `url`, each connected to it.
 async fn two_gateways(
-    origin: &TestUpstream,
     policy: &str,
     url: &str,
     prefix: &str,
-) -> [GatewayProcess; 2] {
-    let a = GatewayProcess::start(&config(origin, policy, url, prefix)).await;
-    let b = GatewayProcess::start(&config(origin, policy, url, prefix)).await;
+) -> (TestUpstream, [GatewayProcess; 2]) {
+    let origin = TestUpstream::start(Mode::Echo).await;
+    let a = GatewayProcess::start(&config(&origin, policy, url, prefix)).await;
+    let b = GatewayProcess::start(&config(&origin, policy, url, prefix)).await;
     for gateway in [&a, &b] {
         eventually(Duration::from_secs(10), || async {
             redis_available(gateway).await == Some(true)
         })
         .await;
     }
-    [a, b]
+    (origin, [a, b])
 }
 
 async fn redis_available(gateway: &GatewayProcess) -> Option<bool> {
@@ -67,15 +55,9 @@ async fn status(http: &reqwest::Client, gateway: &GatewayProcess) -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_gateways_enforce_one_limit_through_redis() {
     redis_support::require_shared().await;
-    let origin = TestUpstream::start(Mode::Echo).await;
-    let guard = PrefixGuard { prefix: prefix() };
-    let [a, b] = two_gateways(
-        &origin,
-        "one_limit",
-        redis_support::SHARED_URL,
-        &guard.prefix,
-    )
-    .await;
+    let guard = PrefixGuard::new("ratelimit");
+    let (_origin, [a, b]) =
+        two_gateways("one_limit", redis_support::SHARED_URL, &guard.prefix).await;
 
     // Three a minute for one address, wherever its requests land.
     let http = client_from("127.0.0.8");
@@ -112,8 +94,8 @@ async fn two_gateways_enforce_one_limit_through_redis() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_redis_each_gateway_counts_alone_and_says_so() {
     let mut redis = RedisProcess::start().await;
-    let origin = TestUpstream::start(Mode::Echo).await;
-    let [a, b] = two_gateways(&origin, "fallback", &redis.url(), &prefix()).await;
+    let prefix = redis_support::unique_prefix("ratelimit");
+    let (_origin, [a, b]) = two_gateways("fallback", &redis.url(), &prefix).await;
     let http = client_from("127.0.0.10");
     for _ in 0..3 {
         assert_eq!(status(&http, &a).await, 200);

@@ -18,6 +18,39 @@ fn one_route(a: &TestUpstream, extra_backends: &str, breaker: &str, more_routes:
     )
 }
 
+/// The status of a `GET path` through the gateway, on a fresh connection.
+async fn status_of(gateway: &TestGateway, path: &str) -> u16 {
+    client()
+        .get(gateway.url(path))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits until the config running is the file whose SHA-256 is `hash`: a reload applied.
+async fn until_running(gateway: &TestGateway, hash: &str) {
+    eventually(Duration::from_secs(10), || async {
+        gateway.admin_json("/admin/config").await["hash"] == hash
+    })
+    .await;
+}
+
+/// Waits until the last reload attempt was of the file whose SHA-256 is `hash`, applied or
+/// rejected.
+async fn until_tried(gateway: &TestGateway, hash: &str) {
+    eventually(Duration::from_secs(10), || async {
+        gateway.admin_json("/admin/config").await["last_reload"]["hash"] == hash
+    })
+    .await;
+}
+
+/// `gateway_config_reloads_total` of `result` in the scrape `text` (0 before any).
+fn reloads(text: &str, result: &str) -> f64 {
+    metric(text, "gateway_config_reloads_total", &[("result", result)]).unwrap_or(0.0)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn edits_apply_under_load_without_failing_a_request() {
     let first = TestUpstream::start(Mode::Echo).await;
@@ -69,13 +102,7 @@ async fn edits_apply_under_load_without_failing_a_request() {
         new_routes,
     ));
     eventually(Duration::from_secs(10), || async {
-        client()
-            .get(gateway.url("/new"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
+        status_of(&gateway, "/new").await == 200
     })
     .await;
     let status = gateway.admin_json("/admin/config").await;
@@ -95,15 +122,7 @@ async fn edits_apply_under_load_without_failing_a_request() {
         "a request failed during the reload: {statuses:?}"
     );
     let text = gateway.metrics().await;
-    assert!(
-        metric(
-            &text,
-            "gateway_config_reloads_total",
-            &[("result", "success")]
-        )
-        .unwrap()
-            >= 1.0
-    );
+    assert!(reloads(&text, "success") >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -116,32 +135,22 @@ async fn an_open_breaker_stays_open_across_a_reload_and_new_thresholds_govern() 
     };
     let (gateway, file) =
         TestGateway::start_watching(&one_route(&origin, "", &breaker("2s", 2), "")).await;
-    let http = client();
     for _ in 0..2 {
-        assert_eq!(
-            http.get(gateway.url("/svc")).send().await.unwrap().status(),
-            500
-        );
+        assert_eq!(status_of(&gateway, "/svc").await, 500);
     }
     assert_eq!(gateway.breaker("a", origin.addr).await["state"], "open");
 
     let hash = file.write(&one_route(&origin, "", &breaker("200ms", 4), ""));
-    eventually(Duration::from_secs(10), || async {
-        gateway.admin_json("/admin/config").await["hash"] == hash.as_str()
-    })
-    .await;
+    until_running(&gateway, &hash).await;
     // Still open: what it learnt survives, and so does the rest of its open period.
     let report = gateway.breaker("a", origin.addr).await;
     assert_eq!(report["state"], "open", "{report}");
-    assert_eq!(
-        http.get(gateway.url("/svc")).send().await.unwrap().status(),
-        503
-    );
+    assert_eq!(status_of(&gateway, "/svc").await, 503);
     assert_eq!(origin.hits(), 2);
 
     // The old period runs out; the failing probe re-opens with the new period doubled.
     eventually(Duration::from_secs(10), || async {
-        http.get(gateway.url("/svc")).send().await.unwrap();
+        status_of(&gateway, "/svc").await;
         origin.hits() > 2
     })
     .await;
@@ -152,22 +161,16 @@ async fn an_open_breaker_stays_open_across_a_reload_and_new_thresholds_govern() 
     // Recovered, it closes; then the new threshold (4 in a row) decides when it opens.
     origin.set_mode(Mode::Echo);
     eventually(Duration::from_secs(10), || async {
-        http.get(gateway.url("/svc")).send().await.unwrap().status() == 200
+        status_of(&gateway, "/svc").await == 200
             && gateway.breaker("a", origin.addr).await["state"] == "closed"
     })
     .await;
     origin.set_mode(Mode::Status(500));
     for _ in 0..3 {
-        assert_eq!(
-            http.get(gateway.url("/svc")).send().await.unwrap().status(),
-            500
-        );
+        assert_eq!(status_of(&gateway, "/svc").await, 500);
     }
     assert_eq!(gateway.breaker("a", origin.addr).await["state"], "closed");
-    assert_eq!(
-        http.get(gateway.url("/svc")).send().await.unwrap().status(),
-        500
-    );
+    assert_eq!(status_of(&gateway, "/svc").await, 500);
     assert_eq!(gateway.breaker("a", origin.addr).await["state"], "open");
 }
 
@@ -177,40 +180,27 @@ async fn a_configmap_update_by_symlink_swap_applies_and_keeps_breaker_state() {
     let breaker = "consecutive_failures: 2, failure_rate: off, open_for: 1m, half_open_probes: 1";
     let (gateway, volume) =
         TestGateway::start_watching_configmap(&one_route(&origin, "", breaker, "")).await;
-    let http = client();
     for _ in 0..2 {
-        assert_eq!(
-            http.get(gateway.url("/svc")).send().await.unwrap().status(),
-            500
-        );
+        assert_eq!(status_of(&gateway, "/svc").await, 500);
     }
     assert_eq!(gateway.breaker("a", origin.addr).await["state"], "open");
 
     // The kubelet swaps the `..data` link; the watched path itself is never written.
     let new_route = "  - { path: /new, upstream: other, auth: none }\n";
     let hash = volume.update(&one_route(&origin, "", breaker, new_route));
-    eventually(Duration::from_secs(10), || async {
-        gateway.admin_json("/admin/config").await["hash"] == hash.as_str()
-    })
-    .await;
+    until_running(&gateway, &hash).await;
     assert_eq!(
         gateway.admin_json("/admin/config").await["last_reload"]["applied"],
         true
     );
 
     // The edit applies: the new route reaches the origin...
-    assert_eq!(
-        http.get(gateway.url("/new")).send().await.unwrap().status(),
-        500
-    );
+    assert_eq!(status_of(&gateway, "/new").await, 500);
     assert_eq!(origin.hits(), 3);
     // ...and the breaker kept what it learnt: still open, the origin spared.
     let report = gateway.breaker("a", origin.addr).await;
     assert_eq!(report["state"], "open", "{report}");
-    assert_eq!(
-        http.get(gateway.url("/svc")).send().await.unwrap().status(),
-        503
-    );
+    assert_eq!(status_of(&gateway, "/svc").await, 503);
     assert_eq!(origin.hits(), 3);
 }
 
@@ -237,10 +227,7 @@ async fn a_rejected_redis_url_never_shows_its_password() {
         ),
     ] {
         let hash = file.write(&format!("{good}cache: {cache}\n"));
-        eventually(Duration::from_secs(10), || async {
-            gateway.admin_json("/admin/config").await["last_reload"]["hash"] == hash.as_str()
-        })
-        .await;
+        until_tried(&gateway, &hash).await;
         let status = gateway.admin_json("/admin/config").await;
         assert_eq!(status["last_reload"]["applied"], false);
         let report = status.to_string();
@@ -262,12 +249,7 @@ async fn invalid_edits_never_take_effect_and_a_fix_does() {
     let (gateway, file) = TestGateway::start_watching(&good).await;
     let running = gateway.admin_json("/admin/config").await["hash"].clone();
     let text = gateway.metrics().await;
-    let failures_before = metric(
-        &text,
-        "gateway_config_reloads_total",
-        &[("result", "failure")],
-    )
-    .unwrap_or(0.0);
+    let failures_before = reloads(&text, "failure");
 
     let broken = [
         (
@@ -287,10 +269,7 @@ async fn invalid_edits_never_take_effect_and_a_fix_does() {
     for (text, expected) in &broken {
         let hash = file.write(text);
         rejected += 1.0;
-        eventually(Duration::from_secs(10), || async {
-            gateway.admin_json("/admin/config").await["last_reload"]["hash"] == hash.as_str()
-        })
-        .await;
+        until_tried(&gateway, &hash).await;
         let status = gateway.admin_json("/admin/config").await;
         assert_eq!(status["hash"], running, "an invalid file took effect");
         assert_eq!(status["last_reload"]["applied"], false);
@@ -306,26 +285,9 @@ async fn invalid_edits_never_take_effect_and_a_fix_does() {
             errors.contains("gateway.yaml:"),
             "no file and line in {errors}"
         );
-        assert_eq!(
-            client()
-                .get(gateway.url("/svc"))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(status_of(&gateway, "/svc").await, 200);
         let text = gateway.metrics().await;
-        assert_eq!(
-            metric(
-                &text,
-                "gateway_config_reloads_total",
-                &[("result", "failure")]
-            )
-            .unwrap_or(0.0)
-                - failures_before,
-            rejected
-        );
+        assert_eq!(reloads(&text, "failure") - failures_before, rejected);
     }
 
     // A listener cannot move in place.
@@ -340,10 +302,7 @@ async fn invalid_edits_never_take_effect_and_a_fix_does() {
         file.write_raw(&moved);
         crate::support::gateway::sha256(moved.as_bytes())
     };
-    eventually(Duration::from_secs(10), || async {
-        gateway.admin_json("/admin/config").await["last_reload"]["hash"] == hash.as_str()
-    })
-    .await;
+    until_tried(&gateway, &hash).await;
     let errors = gateway.admin_json("/admin/config").await["last_reload"]["errors"].to_string();
     assert!(errors.contains("needs a restart"), "{errors}");
 
@@ -351,19 +310,8 @@ async fn invalid_edits_never_take_effect_and_a_fix_does() {
     let hash = file.write(&format!(
         "{good}  - {{ path: /x, upstream: a, auth: none }}\n"
     ));
-    eventually(Duration::from_secs(10), || async {
-        gateway.admin_json("/admin/config").await["hash"] == hash.as_str()
-    })
-    .await;
-    assert_eq!(
-        client()
-            .get(gateway.url("/x"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    until_running(&gateway, &hash).await;
+    assert_eq!(status_of(&gateway, "/x").await, 200);
     let text = gateway.metrics().await;
     assert!(
         metric(
@@ -409,22 +357,11 @@ async fn a_removed_backend_leaves_no_metric_series_behind() {
     }
 
     let hash = file.write(&config(&origin.addr.to_string()));
-    eventually(Duration::from_secs(10), || async {
-        gateway.admin_json("/admin/config").await["hash"] == hash.as_str()
-    })
-    .await;
+    until_running(&gateway, &hash).await;
     let after = series(&gateway.metrics().await);
     assert!(
         after.is_empty(),
         "series of the removed backend remain: {after:?}"
     );
-    assert_eq!(
-        client()
-            .get(gateway.url("/svc"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_of(&gateway, "/svc").await, 200);
 }

@@ -21,19 +21,9 @@ struct TlsGateway {
     _dir: TempDir,
 }
 
-async fn tls_gateway(leaf: &Leaf, extra: &str, upstream: SocketAddr) -> TlsGateway {
-    let body = format!(
-        "upstreams:\n  echo: {{ backends: [\"{upstream}\"] }}\nroutes:\n  - {{ path: /echo, upstream: echo, auth: none }}\n"
-    );
-    tls_gateway_full(leaf, extra, &body).await
-}
-
-/// A gateway with a TLS listener serving `leaf` and the config `body` (no `server`).
-async fn tls_gateway_with(leaf: &Leaf, body: &str) -> TlsGateway {
-    tls_gateway_full(leaf, "", body).await
-}
-
-async fn tls_gateway_full(leaf: &Leaf, extra: &str, body: &str) -> TlsGateway {
+/// A gateway with a TLS listener serving `leaf` (with `extra` keys of `server.tls`, as
+/// YAML flow-map entries after a comma) and the config `body` (no `server`).
+async fn tls_gateway(leaf: &Leaf, extra: &str, body: &str) -> TlsGateway {
     let dir = TempDir::new();
     let (cert, key) = leaf.write(&dir.0);
     let tls_addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
@@ -43,10 +33,7 @@ async fn tls_gateway_full(leaf: &Leaf, extra: &str, body: &str) -> TlsGateway {
         key.display()
     );
     let gateway = TestGateway::start_with_server(&server, body).await;
-    eventually(Duration::from_secs(10), || async move {
-        std::net::TcpStream::connect(tls_addr).is_ok()
-    })
-    .await;
+    until_listening(tls_addr).await;
     TlsGateway {
         gateway,
         tls_addr,
@@ -54,62 +41,96 @@ async fn tls_gateway_full(leaf: &Leaf, extra: &str, body: &str) -> TlsGateway {
     }
 }
 
+/// Waits for the TLS listener (bound after the plaintext one and the admin listener).
+async fn until_listening(tls_addr: SocketAddr) {
+    eventually(Duration::from_secs(10), || async move {
+        std::net::TcpStream::connect(tls_addr).is_ok()
+    })
+    .await;
+}
+
+/// The usual set-up: a test CA, an echo upstream, and a TLS gateway serving a certificate
+/// for [`GATEWAY_NAME`] from that CA, with the route `/echo` to the upstream.
+struct EchoOverTls {
+    ca: TestCa,
+    upstream: TestUpstream,
+    gw: TlsGateway,
+}
+
+impl EchoOverTls {
+    async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// With `extra` keys of `server.tls` (`", http2: false"`).
+    async fn start_with(extra: &str) -> Self {
+        let ca = TestCa::new("test CA");
+        let upstream = TestUpstream::start(Mode::Echo).await;
+        let body = format!(
+            "upstreams:\n  echo: {{ backends: [\"{}\"] }}\nroutes:\n  - {{ path: /echo, upstream: echo, auth: none }}\n",
+            upstream.addr
+        );
+        let gw = tls_gateway(&ca.leaf(&[GATEWAY_NAME]), extra, &body).await;
+        EchoOverTls { ca, upstream, gw }
+    }
+
+    /// `path` on the TLS listener, by the certificate's name.
+    fn url(&self, path: &str) -> String {
+        format!("https://{GATEWAY_NAME}:{}{path}", self.gw.tls_addr.port())
+    }
+
+    /// A client that trusts the test CA and resolves [`GATEWAY_NAME`] to the listener.
+    fn client(&self) -> reqwest::Client {
+        self.ca.client(GATEWAY_NAME, self.gw.tls_addr)
+    }
+
+    fn client_builder(&self) -> reqwest::ClientBuilder {
+        self.ca.client_builder(GATEWAY_NAME, self.gw.tls_addr)
+    }
+}
+
 #[tokio::test]
 async fn an_https_client_reaches_the_backend_through_the_tls_listener() {
-    let ca = TestCa::new("test CA");
-    let upstream = TestUpstream::start(Mode::Echo).await;
-    let gw = tls_gateway(&ca.leaf(&[GATEWAY_NAME]), "", upstream.addr).await;
+    let s = EchoOverTls::start().await;
 
-    let client = ca.client(GATEWAY_NAME, gw.tls_addr);
-    let url = format!("https://{GATEWAY_NAME}:{}/echo/hello", gw.tls_addr.port());
-    let response = client.get(&url).send().await.unwrap();
+    let response = s.client().get(s.url("/echo/hello")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["path"], "/echo/hello");
-    assert_eq!(upstream.hits(), 1);
+    assert_eq!(s.upstream.hits(), 1);
 
     // The plaintext listener keeps serving beside it.
-    let plain = reqwest::get(gw.gateway.url("/echo/plain")).await.unwrap();
+    let plain = reqwest::get(s.gw.gateway.url("/echo/plain")).await.unwrap();
     assert_eq!(plain.status(), 200);
 }
 
 #[tokio::test]
 async fn a_client_that_does_not_trust_the_certificate_is_refused_at_the_handshake() {
-    let ca = TestCa::new("test CA");
-    let upstream = TestUpstream::start(Mode::Echo).await;
-    let gw = tls_gateway(&ca.leaf(&[GATEWAY_NAME]), "", upstream.addr).await;
+    let s = EchoOverTls::start().await;
 
-    let stranger = TestCa::new("another CA").client(GATEWAY_NAME, gw.tls_addr);
-    let url = format!("https://{GATEWAY_NAME}:{}/echo", gw.tls_addr.port());
-    assert!(stranger.get(&url).send().await.is_err());
+    let stranger = TestCa::new("another CA").client(GATEWAY_NAME, s.gw.tls_addr);
+    assert!(stranger.get(s.url("/echo")).send().await.is_err());
     // A name the certificate is not for.
-    let other_name = ca.client("other.test", gw.tls_addr);
-    let url = format!("https://other.test:{}/echo", gw.tls_addr.port());
+    let other_name = s.ca.client("other.test", s.gw.tls_addr);
+    let url = format!("https://other.test:{}/echo", s.gw.tls_addr.port());
     assert!(other_name.get(&url).send().await.is_err());
-    assert_eq!(upstream.hits(), 0);
+    assert_eq!(s.upstream.hits(), 0);
 }
 
 #[tokio::test]
 async fn http2_is_offered_by_alpn_and_http1_still_works() {
-    let ca = TestCa::new("test CA");
-    let upstream = TestUpstream::start(Mode::Echo).await;
-    let gw = tls_gateway(&ca.leaf(&[GATEWAY_NAME]), "", upstream.addr).await;
-    let url = format!("https://{GATEWAY_NAME}:{}/echo/h2", gw.tls_addr.port());
+    let s = EchoOverTls::start().await;
+    let url = s.url("/echo/h2");
 
     // Offers h2 and http/1.1 by ALPN; the gateway picks h2.
-    let negotiating = ca.client(GATEWAY_NAME, gw.tls_addr);
-    let response = negotiating.get(&url).send().await.unwrap();
+    let response = s.client().get(&url).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["path"], "/echo/h2");
 
     // Several requests multiplexed on one h2 connection.
-    let h2 = ca
-        .client_builder(GATEWAY_NAME, gw.tls_addr)
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
+    let h2 = s.client_builder().http2_prior_knowledge().build().unwrap();
     let mut requests = tokio::task::JoinSet::new();
     for i in 0..5 {
         requests.spawn(h2.get(format!("{url}/{i}")).send());
@@ -121,16 +142,11 @@ async fn http2_is_offered_by_alpn_and_http1_still_works() {
     }
 
     // A gateway-written answer (404 problem JSON) over h2 too.
-    let missing = format!("https://{GATEWAY_NAME}:{}/nowhere", gw.tls_addr.port());
-    let response = h2.get(&missing).send().await.unwrap();
+    let response = h2.get(s.url("/nowhere")).send().await.unwrap();
     assert_eq!(response.status(), 404);
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
 
-    let http1 = ca
-        .client_builder(GATEWAY_NAME, gw.tls_addr)
-        .http1_only()
-        .build()
-        .unwrap();
+    let http1 = s.client_builder().http1_only().build().unwrap();
     let response = http1.get(&url).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_11);
     assert_eq!(response.status(), 200);
@@ -138,16 +154,8 @@ async fn http2_is_offered_by_alpn_and_http1_still_works() {
 
 #[tokio::test]
 async fn http2_false_offers_http1_only() {
-    let ca = TestCa::new("test CA");
-    let upstream = TestUpstream::start(Mode::Echo).await;
-    let gw = tls_gateway(&ca.leaf(&[GATEWAY_NAME]), ", http2: false", upstream.addr).await;
-    let url = format!("https://{GATEWAY_NAME}:{}/echo", gw.tls_addr.port());
-    let response = ca
-        .client(GATEWAY_NAME, gw.tls_addr)
-        .get(&url)
-        .send()
-        .await
-        .unwrap();
+    let s = EchoOverTls::start_with(", http2: false").await;
+    let response = s.client().get(s.url("/echo")).send().await.unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_11);
     assert_eq!(response.status(), 200);
 }
@@ -163,6 +171,15 @@ mod config_errors {
         )
     }
 
+    /// The `certificate` and `key` lines of `server.tls`, naming these files.
+    fn pair(cert: &std::path::Path, key: &std::path::Path) -> String {
+        format!(
+            "    certificate: \"{}\"\n    key: \"{}\"\n",
+            cert.display(),
+            key.display()
+        )
+    }
+
     fn errors(text: &str) -> Vec<gateway::config::ConfigError> {
         Config::parse(text).unwrap_err()
     }
@@ -173,11 +190,7 @@ mod config_errors {
         let leaf = TestCa::new("ca").leaf(&["a.test"]);
         let (_, key) = leaf.write(&dir.0);
         let missing = dir.0.join("absent.crt");
-        let text = config_with(&format!(
-            "    certificate: \"{}\"\n    key: \"{}\"\n",
-            missing.display(),
-            key.display()
-        ));
+        let text = config_with(&pair(&missing, &key));
         let errors = errors(&text);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].path, "server.tls.certificate");
@@ -194,11 +207,7 @@ mod config_errors {
             .key_pem
             .replace("PRIVATE KEY-----\n", "PRIVATE KEY-----\n%%%");
         std::fs::write(&key, &garbled).unwrap();
-        let text = config_with(&format!(
-            "    certificate: \"{}\"\n    key: \"{}\"\n",
-            cert.display(),
-            key.display()
-        ));
+        let text = config_with(&pair(&cert, &key));
         let errors = errors(&text);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].path, "server.tls.key");
@@ -216,11 +225,7 @@ mod config_errors {
         let ca = TestCa::new("ca");
         let (cert, key) = ca.leaf(&["a.test"]).write(&dir.0);
         std::fs::write(&key, ca.leaf(&["a.test"]).key_pem).unwrap();
-        let text = config_with(&format!(
-            "    certificate: \"{}\"\n    key: \"{}\"\n",
-            cert.display(),
-            key.display()
-        ));
+        let text = config_with(&pair(&cert, &key));
         let errors = errors(&text);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].path, "server.tls.key");
@@ -236,9 +241,8 @@ mod config_errors {
         let dir = TempDir::new();
         let (cert, key) = TestCa::new("ca").leaf(&["a.test"]).write(&dir.0);
         let text = config_with(&format!(
-            "    listen: \"0.0.0.0:18888\"\n    certificate: \"{}\"\n    key: \"{}\"\n",
-            cert.display(),
-            key.display()
+            "    listen: \"0.0.0.0:18888\"\n{}",
+            pair(&cert, &key)
         ));
         let errors = errors(&text);
         assert_eq!(errors.len(), 1, "{errors:?}");
@@ -250,11 +254,7 @@ mod config_errors {
     fn defaults_are_port_8443_and_http2() {
         let dir = TempDir::new();
         let (cert, key) = TestCa::new("ca").leaf(&["a.test"]).write(&dir.0);
-        let text = config_with(&format!(
-            "    certificate: \"{}\"\n    key: \"{}\"\n",
-            cert.display(),
-            key.display()
-        ));
+        let text = config_with(&pair(&cert, &key));
         let config = Config::parse(&text).unwrap();
         let tls = config.server.tls.unwrap();
         assert_eq!(tls.listen.to_string(), "0.0.0.0:8443");
@@ -265,20 +265,10 @@ mod config_errors {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn request_bodies_are_buffered_and_limited_over_http2_as_over_http1() {
-    let ca = TestCa::new("test CA");
-    let upstream = TestUpstream::start(Mode::Echo).await;
-    let gw = tls_gateway(&ca.leaf(&[GATEWAY_NAME]), "", upstream.addr).await;
-    let url = format!("https://{GATEWAY_NAME}:{}/echo/body", gw.tls_addr.port());
-    let h2 = ca
-        .client_builder(GATEWAY_NAME, gw.tls_addr)
-        .http2_prior_knowledge()
-        .build()
-        .unwrap();
-    let http1 = ca
-        .client_builder(GATEWAY_NAME, gw.tls_addr)
-        .http1_only()
-        .build()
-        .unwrap();
+    let s = EchoOverTls::start().await;
+    let url = s.url("/echo/body");
+    let h2 = s.client_builder().http2_prior_knowledge().build().unwrap();
+    let http1 = s.client_builder().http1_only().build().unwrap();
     for (client, version) in [
         (&h2, reqwest::Version::HTTP_2),
         (&http1, reqwest::Version::HTTP_11),
@@ -294,7 +284,7 @@ async fn request_bodies_are_buffered_and_limited_over_http2_as_over_http1() {
         assert_eq!(whole.status(), 200);
         let echo: serde_json::Value = whole.json().await.unwrap();
         assert_eq!(echo["body"].as_str().unwrap().len(), 64 * 1024);
-        let hits = upstream.hits();
+        let hits = s.upstream.hits();
         let too_large = client
             .post(&url)
             .body(vec![b'b'; 64 * 1024 + 1])
@@ -302,7 +292,7 @@ async fn request_bodies_are_buffered_and_limited_over_http2_as_over_http1() {
             .await
             .unwrap();
         assert_eq!(too_large.status(), 413, "{version:?}");
-        assert_eq!(upstream.hits(), hits);
+        assert_eq!(s.upstream.hits(), hits);
     }
 }
 
@@ -329,8 +319,9 @@ mod upstream {
         let ca_file = backend_ca.write(&dir.0, "backend-ca.pem");
         let tls = tls.replace("CA_FILE", &ca_file.display().to_string());
         let front = TestCa::new("front CA");
-        let gw = tls_gateway_with(
+        let gw = tls_gateway(
             &front.leaf(&[GATEWAY_NAME]),
+            "",
             &format!(
                 "upstreams:\n  echo: {{ backends: [\"https://{}\"], breaker: tight{tls} }}\nbreakers:\n  tight: {{ consecutive_failures: 3, failure_rate: off, open_for: 1m }}\nroutes:\n  - {{ path: /echo, upstream: echo, auth: none }}\n",
                 backend.addr
@@ -344,6 +335,11 @@ mod upstream {
             client,
             _dir: dir,
         }
+    }
+
+    /// The `tls:` block that verifies against the backend's CA and asks for [`BACKEND_NAME`].
+    fn ca_file_and_sni() -> String {
+        format!(", tls: {{ ca_file: \"CA_FILE\", sni: {BACKEND_NAME} }}")
     }
 
     impl Setup {
@@ -365,12 +361,7 @@ mod upstream {
     #[tokio::test]
     async fn an_https_client_reaches_an_https_backend_verified_against_a_ca_file() {
         let ca = TestCa::new("backend CA");
-        let s = setup(
-            &ca.leaf(&[BACKEND_NAME]),
-            &ca,
-            &format!(", tls: {{ ca_file: \"CA_FILE\", sni: {BACKEND_NAME} }}"),
-        )
-        .await;
+        let s = setup(&ca.leaf(&[BACKEND_NAME]), &ca, &ca_file_and_sni()).await;
         let response = s.get().await;
         assert_eq!(response.status(), 200);
         let body: serde_json::Value = response.json().await.unwrap();
@@ -422,12 +413,7 @@ mod upstream {
     #[tokio::test]
     async fn a_certificate_for_another_name_is_a_502_and_a_breaker_failure() {
         let ca = TestCa::new("backend CA");
-        let s = setup(
-            &ca.leaf(&["other.test"]),
-            &ca,
-            &format!(", tls: {{ ca_file: \"CA_FILE\", sni: {BACKEND_NAME} }}"),
-        )
-        .await;
+        let s = setup(&ca.leaf(&["other.test"]), &ca, &ca_file_and_sni()).await;
         assert_refused(&s, 1).await;
         assert_refused(&s, 2).await;
         assert_refused(&s, 3).await;
@@ -441,12 +427,7 @@ mod upstream {
     #[tokio::test]
     async fn an_expired_certificate_is_a_502_and_a_breaker_failure() {
         let ca = TestCa::new("backend CA");
-        let s = setup(
-            &ca.expired_leaf(&[BACKEND_NAME]),
-            &ca,
-            &format!(", tls: {{ ca_file: \"CA_FILE\", sni: {BACKEND_NAME} }}"),
-        )
-        .await;
+        let s = setup(&ca.expired_leaf(&[BACKEND_NAME]), &ca, &ca_file_and_sni()).await;
         assert_refused(&s, 1).await;
     }
 
@@ -500,24 +481,24 @@ mod upstream {
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "ada:pw")
         );
 
-        let gateway = TestGateway::start(&body(users.addr)).await;
-        let response = reqwest::Client::new()
-            .get(gateway.url("/me"))
-            .header("authorization", &basic)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 401);
+        // A gateway in front of `users`, and one credential sent through it.
+        let log_in = async |users: SocketAddr| {
+            let gateway = TestGateway::start(&body(users)).await;
+            let response = reqwest::Client::new()
+                .get(gateway.url("/me"))
+                .header("authorization", &basic)
+                .send()
+                .await
+                .unwrap();
+            (gateway, response.status())
+        };
+
+        let (_gateway, status) = log_in(users.addr).await;
+        assert_eq!(status, 401);
         assert_eq!(users.hits(), 1);
 
-        let gateway = TestGateway::start(&body(wrong.addr)).await;
-        let response = reqwest::Client::new()
-            .get(gateway.url("/me"))
-            .header("authorization", &basic)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 503);
+        let (gateway, status) = log_in(wrong.addr).await;
+        assert_eq!(status, 503);
         assert_eq!(wrong.hits(), 0);
         let breaker = gateway.breakers().await["upstreams"][0]["backends"][0].clone();
         assert_eq!(breaker["failures"], 1, "{breaker}");
@@ -688,10 +669,7 @@ mod reload {
         let file = dir.join("gateway.yaml");
         std::fs::write(&file, config).unwrap();
         let gateway = TestGateway::start_file(&file, addr, admin).await;
-        eventually(Duration::from_secs(10), || async move {
-            std::net::TcpStream::connect(tls_addr).is_ok()
-        })
-        .await;
+        until_listening(tls_addr).await;
         (gateway, tls_addr)
     }
 

@@ -4,6 +4,7 @@
 
 use std::{
     process::{Child, Command, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
     time::Duration,
 };
 
@@ -53,9 +54,29 @@ pub async fn keys(url: &str, prefix: &str) -> Vec<String> {
     }
 }
 
+/// A key prefix of one test's own, `gwtest-{what}-{process}-{n}:`: no other test of this
+/// run or of a concurrent one shares it.
+pub fn unique_prefix(what: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "gwtest-{what}-{}-{}:",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
 /// Deletes every key under `prefix` when dropped.
 pub struct PrefixGuard {
     pub prefix: String,
+}
+
+impl PrefixGuard {
+    /// A guard over a [`unique_prefix`].
+    pub fn new(what: &str) -> Self {
+        PrefixGuard {
+            prefix: unique_prefix(what),
+        }
+    }
 }
 
 impl Drop for PrefixGuard {
