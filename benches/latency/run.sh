@@ -331,7 +331,7 @@ held() { # target -> "yes", or "no: ..." when a kept run missed more than MAX_SH
     END { if (bad) printf "no: %d of %d runs short, lowest %.0f/s\n", bad, n, lo; else print "yes" }' "$RESULTS"
 }
 maxcol() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { if ($c > m) m = $c } END { print m + 0 }' "$RESULTS"; }
-mincol() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { if (n++ == 0 || $c < m) m = $c } END { print m + 0 }' "$RESULTS"; }
+mincol() { awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { if (n++ == 0 || $c < m) m = $c } END { printf "%.0f\n", m }' "$RESULTS"; }
 msf() { awk -v us="$1" 'BEGIN { printf "%.3f ms", us / 1000 }'; }
 for t in "${TARGETS[@]}"; do
   declare "HELD_$t=$(held "$t")"
