@@ -396,7 +396,7 @@ BG_MAX=$(awk -F'\t' '$1 > 0 { if ($16 > m) m = $16 } END { print m + 0 }' "$RESU
   done
   say ""
   if [ "$HELD_A" != yes ]; then
-    say "**Not reported: the origin alone did not hold $RATE req/s ($HELD_A), so the generator or its CPU is the limit, not a proxy. Lower RATE or FRACTION.**"
+    say "**Not reported: the origin alone did not hold $RATE req/s (${HELD_A#no: }), so the generator or its CPU is the limit, not a proxy. Lower RATE or FRACTION.**"
   else
     say "| added over the origin alone (goal: p50 ≤ 0.1 ms, p99 ≤ 0.5 ms) | p50 | p99 | verdict |"
     say "| --- | ---: | ---: | --- |"
