@@ -125,7 +125,8 @@ verdict() { # value op goal (op: >= or <=) -> met / MISSED
 # nginx proxy the same way, from the templates in benches/gateway/ (origin.nginx.conf.in,
 # proxy.nginx.conf.in, gateway.yaml.in), with these functions. The caller sets its options
 # first: ROOT, CARGO_TARGET_DIR, PROXY_CPUS CLIENT_CPUS ORIGIN_CPUS (empty: unpinned),
-# PROXY_THREADS, WORK_STEALING, ORIGIN_WORKERS, GATEWAY_BIN GATEWAY_REV REV_TARGET_DIR SKIP_BUILD FLOOR_BIN.
+# PROXY_THREADS, WORK_STEALING, ORIGIN_WORKERS, GATEWAY_BIN GATEWAY_REV REV_TARGET_DIR
+# SKIP_BUILD FLOOR_BIN.
 # What every target answers: the origin's small JSON path object at CORE_PATH.
 CORE_PATH=/path/42
 CORE_BODY='{"endpoint":"4 Pawling Point","id":42,"startpoint":"63 Sunfield Way"}'

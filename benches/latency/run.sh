@@ -50,6 +50,8 @@
 #   PROXY_CPUS=0 CLIENT_CPUS=1 ORIGIN_CPUS=1   taskset CPU lists as in benches/gateway/run.sh
 #                       (the defaults apply on 2+ CPUs only; set one empty for no pinning)
 #   PROXY_THREADS=1     worker threads of the gateways and the floor, workers of the nginx proxy
+#   WORK_STEALING=true  the gateways' server.work_stealing and the floor's, alike (as in
+#                       benches/gateway/run.sh)
 #   ORIGIN_WORKERS=1    nginx worker processes of the origin
 #   QUIET_WAIT=60 QUIET_MAX=10   before each run, wait up to QUIET_WAIT s for the machine to be
 #                       at most QUIET_MAX % busy; 0 = skip
@@ -86,6 +88,7 @@ PROXY_CPUS=${PROXY_CPUS-${CPU_DEFAULTS[0]}}
 CLIENT_CPUS=${CLIENT_CPUS-${CPU_DEFAULTS[1]}}
 ORIGIN_CPUS=${ORIGIN_CPUS-${CPU_DEFAULTS[2]}}
 PROXY_THREADS=${PROXY_THREADS:-1}
+WORK_STEALING=${WORK_STEALING:-true}
 ORIGIN_WORKERS=${ORIGIN_WORKERS:-1}
 QUIET_WAIT=${QUIET_WAIT:-60}
 QUIET_MAX=${QUIET_MAX:-10}
@@ -335,7 +338,7 @@ if [ "$CAPACITY_NOTE" = "given (RATE=$RATE)" ]; then COMMAND+=" RATE=$RATE"; els
   COMMAND+=" FRACTION=$FRACTION CAPACITY_DURATION=$CAPACITY_DURATION CAPACITY_CONNECTIONS=$CAPACITY_CONNECTIONS"; fi
 COMMAND+=" MAX_SHORTFALL=$MAX_SHORTFALL AUTH=$AUTH QUIET_WAIT=$QUIET_WAIT QUIET_MAX=$QUIET_MAX NOISE_MAX=$NOISE_MAX"
 COMMAND+=" NOISE_RETRIES=$NOISE_RETRIES PROXY_CPUS=$PROXY_CPUS CLIENT_CPUS=$CLIENT_CPUS ORIGIN_CPUS=$ORIGIN_CPUS"
-COMMAND+=" PROXY_THREADS=$PROXY_THREADS ORIGIN_WORKERS=$ORIGIN_WORKERS"
+COMMAND+=" PROXY_THREADS=$PROXY_THREADS WORK_STEALING=$WORK_STEALING ORIGIN_WORKERS=$ORIGIN_WORKERS"
 [ -n "$GATEWAY_REV" ] && COMMAND+=" GATEWAY_REV=$GATEWAY_REV"
 COMMAND+=" benches/latency/run.sh"
 OHA_CMD="$OHA_PROCS x ${PIN_CLIENT[*]:+${PIN_CLIENT[*]} }oha -z $DURATION -q $OHA_RATE -c $((CONNECTIONS / OHA_PROCS))"
@@ -349,7 +352,7 @@ for t in "${TARGETS[@]}"; do say "  ${NAME[$t]}: ${URL[$t]}"; done
 say "machine:  $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), kernel $(uname -r)"
 say "versions: $OHA_VERSION, $("$WRK" -v 2>&1 | head -1 | cut -d' ' -f1-2), $("$NGINX" -v 2>&1 | cut -d' ' -f3), gateway binary $GATEWAY_BIN"
 say "measured: $SOURCE"
-say "pinning:  oha CPU ${CLIENT_CPUS:-unpinned}, origin CPU ${ORIGIN_CPUS:-unpinned}, proxies under test CPU ${PROXY_CPUS:-unpinned}; origin nginx $ORIGIN_WORKERS worker(s), proxy nginx $PROXY_THREADS worker(s), gateways server.threads $PROXY_THREADS, floor $PROXY_THREADS thread(s)"
+say "pinning:  oha CPU ${CLIENT_CPUS:-unpinned}, origin CPU ${ORIGIN_CPUS:-unpinned}, proxies under test CPU ${PROXY_CPUS:-unpinned}; origin nginx $ORIGIN_WORKERS worker(s), proxy nginx $PROXY_THREADS worker(s), gateways server.threads $PROXY_THREADS, floor $PROXY_THREADS thread(s), work stealing $WORK_STEALING"
 say "floor:    $FLOOR_BIN"
 say "temp dir: $TMP"
 say ""
