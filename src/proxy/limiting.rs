@@ -28,10 +28,14 @@ pub enum Stage {
 pub fn client_ip(session: &Session, ctx: &RequestCtx) -> Option<IpAddr> {
     let peer = session.client_addr()?.as_inet()?.ip();
     let state = ctx.state.as_ref()?;
+    if state.rate_limits.trusted_proxies.is_empty() {
+        // No proxy is believed, so the header is not even looked up (every request asks).
+        return Some(peer);
+    }
     let forwarded = session
         .req_header()
         .headers
-        .get_all(headers::FORWARDED_FOR)
+        .get_all(&headers::FORWARDED_FOR_NAME)
         .iter()
         .map(|v| v.as_bytes());
     Some(client_address(
