@@ -26,12 +26,40 @@ impl Owner {
     }
 }
 
-/// The generation counter of a route path for one owner.
+/// The generation counter of a route path for one owner. Built on every cache look-up, so
+/// without `core::fmt` (a `format!` here was 2 % of a memory-cache hit).
 pub fn generation_key(prefix: &str, route_path: &str, owner: Owner) -> String {
+    // "g:", "|u" and an i64's 20 characters at most.
+    let mut key = String::with_capacity(prefix.len() + route_path.len() + 24);
+    key.push_str(prefix);
+    key.push_str("g:");
+    key.push_str(route_path);
     match owner {
-        Owner::Everyone => format!("{prefix}g:{route_path}|*"),
-        Owner::User(id) => format!("{prefix}g:{route_path}|u{id}"),
+        Owner::Everyone => key.push_str("|*"),
+        Owner::User(id) => {
+            key.push_str("|u");
+            push_decimal(&mut key, id);
+        }
     }
+    key
+}
+
+fn push_decimal(out: &mut String, n: i64) {
+    if n < 0 {
+        out.push('-');
+    }
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = n.unsigned_abs();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend(digits[start..].iter().map(|&digit| char::from(digit)));
 }
 
 /// Query parameters sorted by name, so `b=2&a=1` and `a=1&b=2` share an entry; repeated
@@ -133,6 +161,20 @@ pub fn entry_key(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generation_keys_read_as_before() {
+        for id in [0, 1, 9, 10, 42, 1000, -7, i64::MAX, i64::MIN] {
+            assert_eq!(
+                generation_key("p:", "/trip", Owner::User(id)),
+                format!("p:g:/trip|u{id}")
+            );
+        }
+        assert_eq!(
+            generation_key("bench:", "/path", Owner::Everyone),
+            "bench:g:/path|*"
+        );
+    }
 
     #[test]
     fn query_order_does_not_matter_but_values_do() {
