@@ -108,6 +108,25 @@ measure() { # round target [duration]: measured again (up to 3 times) if another
   die "another wrk kept overlapping; stopping"
 }
 
+# measure_retrying_noise ROUND TARGET [DURATION]: for scripts whose measure_once writes the
+# share of the machine that other processes took during the run in column 16 of $RESULTS
+# (benches/gateway, benches/latency). One run (round 0 = warm-up, not kept); a run during which
+# others took more than NOISE_MAX % is measured again, up to NOISE_RETRIES times (the last
+# attempt is kept whatever it got), counted in RETRIED.
+measure_retrying_noise() {
+  local attempt other
+  for attempt in $(seq 0 "$NOISE_RETRIES"); do
+    measure_once "$@"
+    other=$(tail -n 1 "$RESULTS" | cut -f16)
+    if [ "$other" -le "$NOISE_MAX" ] || [ "$attempt" -ge "$NOISE_RETRIES" ] || [ "$1" = 0 ]; then
+      return 0
+    fi
+    say "        (other processes took $other% of the machine during that run: measuring it again)"
+    sed -i '$d' "$RESULTS"
+    RETRIED=$((RETRIED + 1))
+  done
+}
+
 # ---------------------------------------------------------------- summary (over $RESULTS)
 median() { # col target
   awk -F'\t' -v c="$1" -v t="$2" '$1 > 0 && $2 == t { print $c }' "$RESULTS" | sort -g \

@@ -39,19 +39,33 @@ pub fn forwarded_address(ip: IpAddr) -> String {
         return ip.to_string();
     };
     let mut text = String::with_capacity(15);
+    let mut digits = [0; 20];
     for (i, octet) in v4.octets().into_iter().enumerate() {
         if i > 0 {
             text.push('.');
         }
-        if octet >= 100 {
-            text.push(char::from(b'0' + octet / 100));
-        }
-        if octet >= 10 {
-            text.push(char::from(b'0' + octet / 10 % 10));
-        }
-        text.push(char::from(b'0' + octet % 10));
+        push_ascii(&mut text, decimal(u64::from(octet), &mut digits));
     }
     text
+}
+
+/// `n` in decimal, in `buf`. Header values and cache keys that every request writes use it
+/// instead of `core::fmt`, whose machinery costs several hundred instructions a call.
+pub fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[start..];
+        }
+    }
+}
+
+/// Appends ASCII bytes (as [`decimal`] writes them) to `text`.
+pub fn push_ascii(text: &mut String, ascii: &[u8]) {
+    text.extend(ascii.iter().map(|&byte| char::from(byte)));
 }
 
 /// The quota policy of a rate limit (draft-ietf-httpapi-ratelimit-headers).
@@ -64,7 +78,15 @@ pub const RATELIMIT: &str = "ratelimit";
 mod tests {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-    use super::forwarded_address;
+    use super::{decimal, forwarded_address};
+
+    #[test]
+    fn decimals_read_as_std_writes_them() {
+        let mut buf = [0; 20];
+        for n in [0, 7, 10, 99, 100, 65_535, 1_000_001, u64::MAX] {
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn forwarded_addresses_read_as_std_writes_them() {

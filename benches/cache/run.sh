@@ -144,18 +144,9 @@ origin_requests() { curl -fsS --max-time 5 "http://127.0.0.1:$ORIGIN_PORT/__stub
 # ---------------------------------------------------------------- measuring
 RESULTS=$TMP/results.tsv
 : > "$RESULTS"
-proc_ticks() { # utime+stime of the given pids (all threads); 0 for vanished ones
-  local pid sum=0 stat rest
-  for pid in "$@"; do
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    rest=${stat##*) }
-    sum=$((sum + $(awk '{ print $12 + $13 }' <<<"$rest")))
-  done
-  echo "$sum"
-}
 server_pids() { # target -> the pids whose CPU time is the cache's (nginx: master and workers)
   case $1 in
-    C) echo "$PROXY_PID" $(ps -o pid= --ppid "$PROXY_PID" 2>/dev/null) ;;
+    C) tree "$PROXY_PID" ;;
     *) echo "${GWPID[$1]}" ;;
   esac
 }

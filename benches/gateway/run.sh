@@ -173,22 +173,9 @@ RETRIED=0
 RESULTS=$TMP/results.tsv
 : > "$RESULTS"
 run=0
-# measure ROUND TARGET [DURATION]: one wrk run, one line in $RESULTS (round 0 = warm-up, not
-# kept). A run during which other processes took more than NOISE_MAX % of the machine is
-# measured again, up to NOISE_RETRIES times (the last attempt is kept whatever it got).
-measure() {
-  local attempt other
-  for attempt in $(seq 0 "$NOISE_RETRIES"); do
-    measure_once "$@"
-    other=$(tail -n 1 "$RESULTS" | cut -f16)
-    if [ "$other" -le "$NOISE_MAX" ] || [ "$attempt" -ge "$NOISE_RETRIES" ] || [ "$1" = 0 ]; then
-      return 0
-    fi
-    say "        (other processes took $other% of the machine during that run: measuring it again)"
-    sed -i '$d' "$RESULTS"
-    RETRIED=$((RETRIED + 1))
-  done
-}
+# measure ROUND TARGET [DURATION]: one wrk run, one line in $RESULTS, measured again while
+# other processes took too much of the machine (benches/lib.sh).
+measure() { measure_retrying_noise "$@"; }
 measure_once() {
   local round=$1 t=$2 dur=${3:-$DURATION} out idle b0 t0 b1 t1 gw0 gw1 or0 or1 px0 px1 fl0 fl1 line
   run=$((run + 1))

@@ -6,7 +6,7 @@
 
 use aws_lc_rs::digest;
 
-use crate::config::CacheScope;
+use crate::{config::CacheScope, headers};
 
 /// Who an entry belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,28 +38,14 @@ pub fn generation_key(prefix: &str, route_path: &str, owner: Owner) -> String {
         Owner::Everyone => key.push_str("|*"),
         Owner::User(id) => {
             key.push_str("|u");
-            push_decimal(&mut key, id);
+            if id < 0 {
+                key.push('-');
+            }
+            let mut digits = [0; 20];
+            headers::push_ascii(&mut key, headers::decimal(id.unsigned_abs(), &mut digits));
         }
     }
     key
-}
-
-fn push_decimal(out: &mut String, n: i64) {
-    if n < 0 {
-        out.push('-');
-    }
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    out.extend(digits[start..].iter().map(|&digit| char::from(digit)));
 }
 
 /// Query parameters sorted by name, so `b=2&a=1` and `a=1&b=2` share an entry; repeated

@@ -251,8 +251,8 @@ impl Problem {
     /// them (it grows only if a string needs escapes), so an answer's body is one
     /// allocation.
     pub fn body(&self, instance: &str) -> Bytes {
-        let mut digits = [0u8; 5];
-        let status = decimal(self.status, &mut digits);
+        let mut digits = [0; 20];
+        let status = crate::headers::decimal(u64::from(self.status), &mut digits);
         let strings = [self.kind, self.title, &self.detail, instance];
         // The four strings with their quotes, the status, the names and punctuation (50).
         let size = strings.iter().map(|s| s.len() + 2).sum::<usize>() + status.len() + 50;
@@ -369,19 +369,6 @@ fn header_value(value: &str) -> pingora::Result<HeaderValue> {
             "invalid header value",
         )
     })
-}
-
-/// `n` in decimal, in `buf`.
-fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &[u8] {
-    let mut start = buf.len();
-    loop {
-        start -= 1;
-        buf[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[start..];
-        }
-    }
 }
 
 /// The `RateLimit-Policy` and `RateLimit` fields describing `verdict`.
