@@ -1,6 +1,8 @@
-//! The names of the headers the gateway itself sets or strips, said once. The proxy hooks
-//! (`upstream_request_filter`, `response_filter`, the cache's answers, problem responses)
-//! and the token exchange (`auth::exchange`) all write them from here.
+//! The names of the headers the gateway itself sets or strips, said once, and the small
+//! writers of what goes into them on every request (addresses, numbers) without
+//! `core::fmt`. The proxy hooks (`upstream_request_filter`, `response_filter`, the cache's
+//! answers and keys, problem responses) and the token exchange (`auth::exchange`) all write
+//! them from here.
 
 use std::net::IpAddr;
 
