@@ -303,6 +303,19 @@ core_start() {
   grep -qi '^x-request-id:' <<<"$headers" || die "the gateway's answer has no x-request-id: is it really the gateway?"
   headers=$(curl -sS -D - -o /dev/null --max-time 5 "http://127.0.0.1:$FLOOR_PORT$CORE_PATH") || die "floor: curl failed"
   if grep -qi '^x-request-id:' <<<"$headers"; then die "the floor's answer has an x-request-id: is it really the floor?"; fi
+  # The four targets every core benchmark measures, by letter; a script adds its own (D, F).
+  declare -gA URL=(
+    [A]="http://127.0.0.1:$ORIGIN_PORT$CORE_PATH"
+    [B]="http://127.0.0.1:$GATEWAY_PORT$CORE_PATH"
+    [C]="http://127.0.0.1:$PROXY_PORT$CORE_PATH"
+    [E]="http://127.0.0.1:$FLOOR_PORT$CORE_PATH"
+  )
+  declare -gA NAME=(
+    [A]="A origin direct"
+    [B]="B gateway -> origin"
+    [C]="C nginx -> origin"
+    [E]="E floor (bare Pingora) -> origin"
+  )
 }
 
 # ---------------------------------------------------------------- the machine's load

@@ -114,20 +114,9 @@ core_binaries
 bench_tmp gateway-bench
 core_start
 
-declare -A URL=(
-  [A]="http://127.0.0.1:$ORIGIN_PORT$REQUEST_PATH"
-  [B]="http://127.0.0.1:$GATEWAY_PORT$REQUEST_PATH"
-  [C]="http://127.0.0.1:$PROXY_PORT$REQUEST_PATH"
-  [D]="http://127.0.0.1:$GATEWAY_PORT$DEAD_PATH"
-  [E]="http://127.0.0.1:$FLOOR_PORT$REQUEST_PATH"
-)
-declare -A NAME=(
-  [A]="A origin direct"
-  [B]="B gateway -> origin"
-  [C]="C nginx -> origin"
-  [D]="D gateway, open breaker (503)"
-  [E]="E floor (bare Pingora) -> origin"
-)
+# URL and NAME of A B C E: core_start; D is this script's.
+URL[D]="http://127.0.0.1:$GATEWAY_PORT$DEAD_PATH"
+NAME[D]="D gateway, open breaker (503)"
 
 # ---------------------------------------------------------------- trip the breaker
 admin() { curl -sS --max-time 5 "http://127.0.0.1:$ADMIN_PORT$1"; }

@@ -148,19 +148,8 @@ PY
 )
 core_start
 
-declare -A URL=(
-  [A]="http://127.0.0.1:$ORIGIN_PORT$CORE_PATH"
-  [B]="http://127.0.0.1:$GATEWAY_PORT$CORE_PATH"
-  [C]="http://127.0.0.1:$PROXY_PORT$CORE_PATH"
-  [E]="http://127.0.0.1:$FLOOR_PORT$CORE_PATH"
-)
-declare -A NAME=(
-  [A]="A origin direct"
-  [B]="B gateway -> origin"
-  [C]="C nginx -> origin"
-  [E]="E floor (bare Pingora) -> origin"
-  [F]="F gateway, cached token -> origin"
-)
+# URL and NAME of A B C E: core_start; F is this script's (its URL once its gateway runs).
+NAME[F]="F gateway, cached token -> origin"
 declare -A PIDS=([A]="" [B]=$GATEWAY_PID [C]=$PROXY_PID [E]=$FLOOR_PID [F]="")
 declare -A HEADER=()
 TARGETS=(A B C E)
